@@ -1,0 +1,17 @@
+//! payroute's domain: money in integer cents, timestamps, parsing of client input, the
+//! summary store and the api↔worker IPC codec.
+//!
+//! Architecture invariant: this crate does no IO, spawns nothing and reads no clock
+//! except through values handed to it. Everything here is testable with tables and
+//! property tests.
+
+pub mod ipc;
+pub mod money;
+pub mod payment;
+pub mod summary;
+pub mod time;
+
+pub use money::Cents;
+pub use payment::{PaymentRequest, Processor};
+pub use summary::{Summary, SummaryQuery, SummaryStore, Totals};
+pub use time::Micros;

@@ -1,0 +1,56 @@
+//! `payroute`: one binary, one subcommand per role. Each role is a library whose
+//! `run` does the work; this file only parses the command line and sets up logging.
+
+use clap::{Parser, Subcommand};
+
+/// A payment intermediary: accepts payments on :9999 and forwards each one to the
+/// cheaper of two payment processors that can take it, keeping a summary that agrees
+/// with the processors' books.
+///
+/// A deployment is one worker, two or more api instances behind a load balancer, and
+/// two processors. `payroute up` runs all of it on one machine.
+#[derive(Parser)]
+#[command(name = "payroute", version, about, long_about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// HTTP front: validates payments, hands them to the worker, answers at once.
+    Api(api::Args),
+    /// Owns the queue, forwards payments to the processors, keeps the summary.
+    Worker(worker::Args),
+    /// An in-memory payment processor that behaves like the official one.
+    Processor(emulator::Args),
+    /// Runs the official load tests (preview or final) against a backend and scores it.
+    Bench(bench::Args),
+    /// Runs the whole system: load balancer, two api instances, worker, processors.
+    Up(launcher::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PAYROUTE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Api(a) => api::run(a),
+        Command::Worker(a) => worker::run(a),
+        Command::Processor(a) => emulator::run(a),
+        Command::Bench(a) => bench::run(a),
+        Command::Up(a) => launcher::run(a),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("payroute: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
