@@ -14,6 +14,9 @@ pub struct Args {
     /// Base URL of the fallback processor.
     #[arg(long, env = "PAYROUTE_FALLBACK_URL", default_value = "http://payment-processor-fallback:8080")]
     pub fallback_url: String,
+    /// Directory of the payment log (created if missing).
+    #[arg(long, env = "PAYROUTE_DATA_DIR", default_value = "/var/lib/payroute")]
+    pub data_dir: PathBuf,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
