@@ -94,17 +94,15 @@ impl PaymentRequest {
         if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
             return Err(BodyError::new("body", "body must be a JSON object"));
         }
-        let raw: RawBody<'_> = serde_json::from_slice(body).map_err(|e| {
-            BodyError::new("body", format!("body must be a JSON object: {e}"))
-        })?;
+        let raw: RawBody<'_> = serde_json::from_slice(body)
+            .map_err(|e| BodyError::new("body", format!("body must be a JSON object: {e}")))?;
         let id_raw = raw
             .correlation_id
             .ok_or_else(|| BodyError::new("correlationId", "correlationId is required"))?;
         let id_text: Cow<'_, str> = serde_json::from_str(id_raw.get())
             .map_err(|_| BodyError::new("correlationId", "correlationId must be a string"))?;
-        let correlation_id = Uuid::try_parse(id_text.trim()).map_err(|_| {
-            BodyError::new("correlationId", "correlationId must be a UUID")
-        })?;
+        let correlation_id = Uuid::try_parse(id_text.trim())
+            .map_err(|_| BodyError::new("correlationId", "correlationId must be a UUID"))?;
         let amount_raw = raw
             .amount
             .ok_or_else(|| BodyError::new("amount", "amount is required"))?;
@@ -140,7 +138,10 @@ mod tests {
             r#" {{ "amount" : 20.05 , "extra": [1,2], "correlationId" : "{}" }} "#,
             ID.to_uppercase()
         );
-        assert_eq!(PaymentRequest::parse(body.as_bytes()).unwrap().amount, Cents(2005));
+        assert_eq!(
+            PaymentRequest::parse(body.as_bytes()).unwrap().amount,
+            Cents(2005)
+        );
     }
 
     #[test]
@@ -153,13 +154,34 @@ mod tests {
             (r#"{"amount":19.90}"#, "correlationId"),
             (r#"{"correlationId":"abc","amount":19.90}"#, "correlationId"),
             (r#"{"correlationId":42,"amount":19.90}"#, "correlationId"),
-            (r#"{"correlationId":"4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3"}"#, "amount"),
-            (r#"{"correlationId":"4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3","amount":"19.90"}"#, "amount"),
-            (r#"{"correlationId":"4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3","amount":-1}"#, "amount"),
-            (r#"{"correlationId":"4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3","amount":0}"#, "amount"),
-            (r#"{"correlationId":"4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3","amount":1.005}"#, "amount"),
-            (r#"{"correlationId":"4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3","amount":null}"#, "amount"),
-            (r#"{"correlationId":"4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3","amount":19.90,"amount":1}"#, "body"),
+            (
+                r#"{"correlationId":"4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3"}"#,
+                "amount",
+            ),
+            (
+                r#"{"correlationId":"4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3","amount":"19.90"}"#,
+                "amount",
+            ),
+            (
+                r#"{"correlationId":"4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3","amount":-1}"#,
+                "amount",
+            ),
+            (
+                r#"{"correlationId":"4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3","amount":0}"#,
+                "amount",
+            ),
+            (
+                r#"{"correlationId":"4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3","amount":1.005}"#,
+                "amount",
+            ),
+            (
+                r#"{"correlationId":"4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3","amount":null}"#,
+                "amount",
+            ),
+            (
+                r#"{"correlationId":"4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3","amount":19.90,"amount":1}"#,
+                "body",
+            ),
         ];
         for (body, field) in cases {
             let err = PaymentRequest::parse(body.as_bytes()).unwrap_err();

@@ -92,7 +92,11 @@ impl SummaryQuery {
                 field,
                 message: format!("{field} {e}"),
             })?;
-            let slot = if field == "from" { &mut q.from } else { &mut q.to };
+            let slot = if field == "from" {
+                &mut q.from
+            } else {
+                &mut q.to
+            };
             if slot.replace(ts).is_some() {
                 return Err(QueryError {
                     field,
@@ -207,14 +211,16 @@ mod tests {
     #[test]
     fn parses_queries() {
         assert_eq!(SummaryQuery::parse(""), Ok(SummaryQuery::default()));
-        let q = SummaryQuery::parse(
-            "from=2020-07-10T12:34:56.000Z&to=2020-07-10T12:35:56.000Z&x=1",
-        )
-        .unwrap();
+        let q =
+            SummaryQuery::parse("from=2020-07-10T12:34:56.000Z&to=2020-07-10T12:35:56.000Z&x=1")
+                .unwrap();
         assert_eq!(q.to.unwrap().0 - q.from.unwrap().0, 60_000_000);
         let q = SummaryQuery::parse("to=2020-07-10T12%3A35%3A56.000%2B00%3A00").unwrap();
         assert!(q.from.is_none() && q.to.is_some());
-        assert_eq!(SummaryQuery::parse("from=&to=").unwrap(), SummaryQuery::default());
+        assert_eq!(
+            SummaryQuery::parse("from=&to=").unwrap(),
+            SummaryQuery::default()
+        );
     }
 
     #[test]
@@ -222,7 +228,10 @@ mod tests {
         for (q, field) in [
             ("from=yesterday", "from"),
             ("to=2020-13-01T00:00:00Z", "to"),
-            ("from=2020-07-10T12:00:00Z&from=2020-07-10T12:00:00Z", "from"),
+            (
+                "from=2020-07-10T12:00:00Z&from=2020-07-10T12:00:00Z",
+                "from",
+            ),
             ("from=2020-07-10T13:00:00Z&to=2020-07-10T12:00:00Z", "from"),
             ("to=%zz", "to"),
         ] {
@@ -245,9 +254,17 @@ mod tests {
         assert_eq!(s.query(&q(1_000_001, 2_000_000)).default.count, 1);
         assert_eq!(s.query(&q(1_000_000, 1_999_999)).default.count, 1);
         assert_eq!(s.query(&q(2_000_000, 2_000_000)).fallback.amount, Cents(10));
-        assert_eq!(s.query(&SummaryQuery::default()).default.amount, Cents(3980));
         assert_eq!(
-            s.query(&SummaryQuery { from: Some(ms(1500)), to: None }).default.count,
+            s.query(&SummaryQuery::default()).default.amount,
+            Cents(3980)
+        );
+        assert_eq!(
+            s.query(&SummaryQuery {
+                from: Some(ms(1500)),
+                to: None
+            })
+            .default
+            .count,
             1
         );
         s.clear();
