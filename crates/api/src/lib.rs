@@ -1,20 +1,356 @@
-//! `payroute api`. STUB: being implemented (issue "service").
+//! `payroute api`: the HTTP front. It validates a request, hands it to the worker over
+//! a Unix socket, and answers. It never calls a processor and holds no payment state:
+//! any number of instances answer identically.
+//!
+//! Architecture invariant: an api instance answers `POST /payments` with 2XX only
+//! after the worker has replied `Accepted` or `Duplicate`; everything it answers about
+//! payments comes from the worker.
 
-use netio::ListenAddr;
+pub mod worker_client;
+
+use anyhow::Context;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use model::ipc::{Reply, Request as Ipc, SubmitStatus};
+use model::metrics::{Exposition, Histogram};
+use model::{PaymentRequest, SummaryQuery};
+use netio::{Body, CancellationToken, ListenAddr, Listener, ServeLimits};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use worker_client::{WorkerClient, WorkerError};
 
 /// Flags of `payroute api`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
-    /// Address to serve HTTP on: HOST:PORT, :PORT or unix:PATH.
+    /// Address to serve HTTP on: HOST:PORT, :PORT or unix:PATH. TCP addresses are bound
+    /// with SO_REUSEPORT, so several instances can share one port.
     #[arg(long, env = "PAYROUTE_LISTEN", default_value = "0.0.0.0:9999")]
     pub listen: ListenAddr,
     /// The worker's Unix socket.
-    #[arg(long, env = "PAYROUTE_WORKER_SOCKET", default_value = "/run/payroute/worker.sock")]
+    #[arg(
+        long,
+        env = "PAYROUTE_WORKER_SOCKET",
+        default_value = "/run/payroute/worker.sock"
+    )]
     pub worker_socket: PathBuf,
+    /// Largest request body accepted, in bytes (a payment is about 80).
+    #[arg(long, env = "PAYROUTE_MAX_BODY_BYTES", default_value_t = 4096)]
+    pub max_body_bytes: usize,
+    /// Largest request head (request line and headers), in bytes.
+    #[arg(long, env = "PAYROUTE_MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
+    pub max_header_bytes: usize,
+    /// Client connections served at once; more are closed on arrival.
+    #[arg(long, env = "PAYROUTE_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+    /// Time allowed for a request head to arrive, and for idle keep-alive connections,
+    /// in seconds.
+    #[arg(long, env = "PAYROUTE_HEADER_TIMEOUT_SECS", default_value_t = 30)]
+    pub header_timeout_secs: u64,
+    /// How long to wait for the worker's reply before answering 503, in ms.
+    #[arg(long, env = "PAYROUTE_WORKER_TIMEOUT_MS", default_value_t = 1000)]
+    pub worker_timeout_ms: u64,
 }
 
+/// What [`serve`] needs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub worker_socket: PathBuf,
+    pub max_body_bytes: usize,
+    pub limits: ServeLimits,
+    pub worker_timeout: Duration,
+}
+
+impl Config {
+    pub fn new(worker_socket: PathBuf) -> Config {
+        Config {
+            worker_socket,
+            max_body_bytes: 4096,
+            limits: ServeLimits::default(),
+            worker_timeout: Duration::from_secs(1),
+        }
+    }
+
+    pub fn from_args(a: &Args) -> Config {
+        Config {
+            worker_socket: a.worker_socket.clone(),
+            max_body_bytes: a.max_body_bytes,
+            limits: ServeLimits {
+                max_connections: a.max_connections,
+                max_header_bytes: a.max_header_bytes,
+                header_timeout: Duration::from_secs(a.header_timeout_secs),
+            },
+            worker_timeout: Duration::from_millis(a.worker_timeout_ms),
+        }
+    }
+}
+
+/// Routes, for metrics.
+#[derive(Debug, Clone, Copy)]
+enum Route {
+    Payments,
+    Summary,
+    Purge,
+    Health,
+    Metrics,
+    Other,
+}
+
+const ROUTES: [Route; 6] = [
+    Route::Payments,
+    Route::Summary,
+    Route::Purge,
+    Route::Health,
+    Route::Metrics,
+    Route::Other,
+];
+
+impl Route {
+    fn name(self) -> &'static str {
+        match self {
+            Route::Payments => "payments",
+            Route::Summary => "payments_summary",
+            Route::Purge => "purge_payments",
+            Route::Health => "health",
+            Route::Metrics => "metrics",
+            Route::Other => "other",
+        }
+    }
+}
+
+/// Status classes counted per route: 2xx, 4xx, 5xx.
+#[derive(Default)]
+struct ApiMetrics {
+    latency: [Histogram; 6],
+    by_class: [[u64; 3]; 6],
+}
+
+struct State {
+    worker: WorkerClient,
+    max_body: usize,
+    metrics: Mutex<ApiMetrics>,
+}
+
+/// Serves the API on a bound listener until `shutdown` is cancelled.
+pub async fn serve(
+    config: Config,
+    listener: Listener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let state = Arc::new(State {
+        worker: WorkerClient::new(config.worker_socket.clone(), config.worker_timeout),
+        max_body: config.max_body_bytes,
+        metrics: Mutex::new(ApiMetrics::default()),
+    });
+    let handler = move |req: Request<Incoming>| {
+        let state = state.clone();
+        async move { handle(&state, req).await }
+    };
+    netio::serve(listener, config.limits, handler, shutdown).await;
+    Ok(())
+}
+
+/// Entry point of `payroute api`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let _ = args;
-    anyhow::bail!("not implemented yet")
+    let config = Config::from_args(&args);
+    // One thread: under a fractional CPU quota, more busy threads only burn the quota
+    // early and stall until the next period.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(async {
+        let listener = Listener::bind(&args.listen, true)
+            .with_context(|| format!("binding {}", args.listen))?;
+        tracing::info!(listen = %args.listen, worker = %args.worker_socket.display(), "api listening");
+        let shutdown = CancellationToken::new();
+        tokio::spawn(stop_on_signal(shutdown.clone()));
+        let result = serve(config, listener, shutdown).await;
+        if let ListenAddr::Unix(path) = &args.listen {
+            let _ = std::fs::remove_file(path);
+        }
+        result
+    })
+}
+
+async fn stop_on_signal(token: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    tracing::info!("stopping");
+    token.cancel();
+}
+
+async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let (route, resp) = dispatch(state, req).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let class = match resp.status().as_u16() {
+        200..=399 => 0,
+        400..=499 => 1,
+        _ => 2,
+    };
+    if let Ok(mut m) = state.metrics.lock() {
+        m.latency[route as usize].observe(elapsed);
+        m.by_class[route as usize][class] += 1;
+    }
+    resp
+}
+
+async fn dispatch(state: &State, req: Request<Incoming>) -> (Route, Response<Body>) {
+    let path = req.uri().path();
+    match (req.method(), path) {
+        (&Method::POST, "/payments") => (Route::Payments, post_payment(state, req).await),
+        (&Method::GET, "/payments-summary") => {
+            let query = req.uri().query().unwrap_or("");
+            (Route::Summary, summary(state, query).await)
+        }
+        (&Method::POST, "/purge-payments") => (Route::Purge, purge(state).await),
+        (&Method::GET, "/health") => (Route::Health, health(state).await),
+        (&Method::GET, "/metrics") => (Route::Metrics, metrics(state).await),
+        (_, "/payments" | "/payments-summary" | "/purge-payments" | "/health" | "/metrics") => (
+            Route::Other,
+            netio::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+        ),
+        _ => (
+            Route::Other,
+            netio::error(StatusCode::NOT_FOUND, "not found"),
+        ),
+    }
+}
+
+fn worker_down(e: WorkerError) -> Response<Body> {
+    netio::error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
+}
+
+async fn post_payment(state: &State, req: Request<Incoming>) -> Response<Body> {
+    let body = match netio::read_body(req, state.max_body).await {
+        Ok(b) => b,
+        Err(netio::BodyError::TooLarge) => {
+            return netio::json(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    r#"{{"error":"body is larger than {} bytes","field":"body"}}"#,
+                    state.max_body
+                ),
+            )
+        }
+        Err(netio::BodyError::Io) => {
+            return netio::error(StatusCode::BAD_REQUEST, "body could not be read")
+        }
+    };
+    let payment = match PaymentRequest::parse(&body) {
+        Ok(p) => p,
+        Err(e) => return netio::json(StatusCode::BAD_REQUEST, e.to_json()),
+    };
+    let call = Ipc::Submit {
+        id: payment.correlation_id,
+        amount: payment.amount,
+    };
+    match state.worker.call(call).await {
+        Ok(Reply::Submit(SubmitStatus::Accepted)) => netio::empty(StatusCode::ACCEPTED),
+        Ok(Reply::Submit(SubmitStatus::Duplicate)) => netio::json(
+            StatusCode::OK,
+            Bytes::from_static(br#"{"message":"payment already accepted"}"#),
+        ),
+        Ok(Reply::Submit(SubmitStatus::QueueFull)) => netio::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "queue is full, try again later",
+        ),
+        Ok(_) => netio::error(StatusCode::INTERNAL_SERVER_ERROR, "unexpected worker reply"),
+        Err(e) => worker_down(e),
+    }
+}
+
+async fn summary(state: &State, query: &str) -> Response<Body> {
+    let q = match SummaryQuery::parse(query) {
+        Ok(q) => q,
+        Err(e) => return netio::json(StatusCode::BAD_REQUEST, e.to_json()),
+    };
+    match state.worker.call(Ipc::Summary(q)).await {
+        Ok(Reply::Summary(s)) => netio::json(StatusCode::OK, s.to_json()),
+        Ok(_) => netio::error(StatusCode::INTERNAL_SERVER_ERROR, "unexpected worker reply"),
+        Err(e) => worker_down(e),
+    }
+}
+
+async fn purge(state: &State) -> Response<Body> {
+    match state.worker.call(Ipc::Purge).await {
+        Ok(Reply::Purged) => netio::json(
+            StatusCode::OK,
+            Bytes::from_static(br#"{"message":"All payments purged."}"#),
+        ),
+        Ok(_) => netio::error(StatusCode::INTERNAL_SERVER_ERROR, "unexpected worker reply"),
+        Err(e) => worker_down(e),
+    }
+}
+
+async fn health(state: &State) -> Response<Body> {
+    match state.worker.call(Ipc::Health).await {
+        Ok(Reply::Text(json)) => netio::json(StatusCode::OK, json),
+        Ok(_) => netio::error(StatusCode::INTERNAL_SERVER_ERROR, "unexpected worker reply"),
+        Err(e) => netio::json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                r#"{{"status":"unavailable","error":{}}}"#,
+                netio::json_string(&e.to_string())
+            ),
+        ),
+    }
+}
+
+async fn metrics(state: &State) -> Response<Body> {
+    let mut x = Exposition::new();
+    if let Ok(m) = state.metrics.lock() {
+        x.family(
+            "payroute_http_requests_total",
+            "counter",
+            "HTTP requests answered by this api instance.",
+        );
+        for r in ROUTES {
+            for (i, class) in ["2xx", "4xx", "5xx"].iter().enumerate() {
+                x.sample(
+                    "payroute_http_requests_total",
+                    &format!("route=\"{}\",class=\"{class}\"", r.name()),
+                    m.by_class[r as usize][i] as f64,
+                );
+            }
+        }
+        x.family(
+            "payroute_http_request_duration_seconds",
+            "histogram",
+            "Time from a request's head to its answer, in this api instance.",
+        );
+        for r in ROUTES {
+            x.histogram(
+                "payroute_http_request_duration_seconds",
+                &format!("route=\"{}\"", r.name()),
+                &m.latency[r as usize],
+            );
+        }
+    }
+    let worker_up = match state.worker.call(Ipc::Metrics).await {
+        Ok(Reply::Text(text)) => {
+            x.raw(&text);
+            1.0
+        }
+        _ => 0.0,
+    };
+    x.family(
+        "payroute_worker_up",
+        "gauge",
+        "1 when this api instance reaches the worker.",
+    )
+    .sample("payroute_worker_up", "", worker_up);
+    netio::with_type(StatusCode::OK, "text/plain; version=0.0.4", x.finish())
 }

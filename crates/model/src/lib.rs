@@ -6,6 +6,7 @@
 //! property tests.
 
 pub mod ipc;
+pub mod metrics;
 pub mod money;
 pub mod payment;
 pub mod summary;

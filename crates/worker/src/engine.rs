@@ -272,6 +272,8 @@ pub struct Counters {
     pub lookups: [u64; 2],
     pub unknown_resolved: u64,
     pub probes: [u64; 2],
+    /// Sends that did not finish their payment (it goes out again).
+    pub retries: u64,
     pub health_polls: [u64; 2],
 }
 
@@ -612,6 +614,7 @@ impl Engine {
                 self.counters.processed[i] += 1;
             }
             SendResult::Failed | SendResult::Throttled | SendResult::NotSent => {
+                self.counters.retries += 1;
                 if entry.unknown_since[i].is_some() {
                     // An earlier request to `p` may still land: stay with `p`.
                     let delay = Self::retry_delay(&self.cfg, entry.tries);
@@ -624,6 +627,7 @@ impl Engine {
                 }
             }
             SendResult::Unknown => {
+                self.counters.retries += 1;
                 entry.unknown_since[i] = Some(a.started);
                 entry.tries = 0;
                 let delay = Self::retry_delay(&self.cfg, 1);

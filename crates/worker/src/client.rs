@@ -1,0 +1,230 @@
+//! HTTP calls to the processors, classified into what they mean for a payment.
+//!
+//! One pooled keep-alive client for both processors (hyper-util's legacy `Client`):
+//! each request in flight holds its own connection (HTTP/1.1 has no multiplexing), so
+//! the pool grows to the number of payments in flight and stays there.
+
+use crate::engine::{HealthReport, LookupResult, SendResult};
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use model::{Cents, Micros};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Timeouts of processor calls.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// A payment request without an answer after this long has an unknown fate. Longer
+    /// than any delay the official tests configure (5 s), so a slow processor answers
+    /// rather than leaving the payment in doubt.
+    pub request_timeout: Duration,
+    /// Connecting longer than this counts as "not sent" (nothing reached the server).
+    pub connect_timeout: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            request_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct ProcessorClient {
+    http: Client<HttpConnector, Full<Bytes>>,
+    cfg: ClientConfig,
+}
+
+/// The answer of a health poll.
+#[derive(Debug)]
+pub enum HealthPoll {
+    Report(HealthReport),
+    /// 429: come back after this long.
+    RetryAfter(Duration),
+    Error(String),
+}
+
+impl ProcessorClient {
+    pub fn new(cfg: ClientConfig) -> ProcessorClient {
+        let mut connector = HttpConnector::new();
+        // Payment bodies are ~100 bytes: Nagle would hold them back.
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(cfg.connect_timeout));
+        connector.set_keepalive(Some(Duration::from_secs(30)));
+        let http = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            // As many idle connections as payments can be in flight, so a burst never
+            // pays for new connections twice.
+            .pool_max_idle_per_host(1024)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        ProcessorClient { http, cfg }
+    }
+
+    /// `POST {base}/payments`.
+    pub async fn send(
+        &self,
+        base: &str,
+        id: Uuid,
+        amount: Cents,
+        requested_at: Micros,
+    ) -> SendResult {
+        let mut ts = [0u8; 24];
+        requested_at.write_millis(&mut ts);
+        let body = format!(
+            r#"{{"correlationId":"{}","amount":{},"requestedAt":"{}"}}"#,
+            id.hyphenated(),
+            amount,
+            std::str::from_utf8(&ts).unwrap_or_default()
+        );
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(format!("{base}/payments"))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)));
+        let Ok(req) = req else {
+            return SendResult::NotSent;
+        };
+        let call = async {
+            let resp = self.http.request(req).await?;
+            let status = resp.status();
+            // Read the body to the end so the connection goes back to the pool.
+            let _ = resp.into_body().collect().await;
+            Ok::<_, hyper_util::client::legacy::Error>(status)
+        };
+        match tokio::time::timeout(self.cfg.request_timeout, call).await {
+            Ok(Ok(status)) => classify(status),
+            Ok(Err(e)) if e.is_connect() => SendResult::NotSent,
+            Ok(Err(e)) => {
+                tracing::debug!("payment request lost after sending: {e:?}");
+                SendResult::Unknown
+            }
+            Err(_) => SendResult::Unknown,
+        }
+    }
+
+    /// `GET {base}/payments/{id}`.
+    pub async fn lookup(&self, base: &str, id: Uuid) -> LookupResult {
+        match self
+            .get(&format!("{base}/payments/{}", id.hyphenated()))
+            .await
+        {
+            Ok((StatusCode::OK, _, _)) => LookupResult::Found,
+            Ok((StatusCode::NOT_FOUND, _, _)) => LookupResult::NotFound,
+            _ => LookupResult::Error,
+        }
+    }
+
+    /// `GET {base}/payments/service-health`.
+    pub async fn health(&self, base: &str) -> HealthPoll {
+        match self.get(&format!("{base}/payments/service-health")).await {
+            Ok((StatusCode::OK, _, body)) => match parse_health(&body) {
+                Some(r) => HealthPoll::Report(r),
+                None => HealthPoll::Error(format!(
+                    "unexpected health body: {}",
+                    String::from_utf8_lossy(&body)
+                )),
+            },
+            Ok((StatusCode::TOO_MANY_REQUESTS, retry_after, _)) => {
+                // The limiter's window is 5 s; an absent or absurd header means that.
+                let secs = retry_after.filter(|s| (1..=60).contains(s)).unwrap_or(5);
+                HealthPoll::RetryAfter(Duration::from_secs(secs))
+            }
+            Ok((status, _, _)) => HealthPoll::Error(format!("health answered {status}")),
+            Err(e) => HealthPoll::Error(e),
+        }
+    }
+
+    /// A GET: status, `Retry-After` in seconds if any, body.
+    async fn get(&self, uri: &str) -> Result<(StatusCode, Option<u64>, Bytes), String> {
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri(uri)
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| e.to_string())?;
+        let call = async {
+            let resp = self.http.request(req).await.map_err(|e| format!("{e:?}"))?;
+            let status = resp.status();
+            let retry_after = resp
+                .headers()
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes();
+            Ok((status, retry_after, body))
+        };
+        tokio::time::timeout(self.cfg.request_timeout, call)
+            .await
+            .map_err(|_| "timed out".to_string())?
+    }
+}
+
+/// What a processor's status code means for the payment.
+pub fn classify(status: StatusCode) -> SendResult {
+    match status.as_u16() {
+        200..=299 => SendResult::Stored,
+        422 => SendResult::AlreadyStored,
+        429 => SendResult::Throttled,
+        // 500 by the official processor's definition stores nothing; any other
+        // answer is a refusal that stores nothing either.
+        _ => SendResult::Failed,
+    }
+}
+
+fn parse_health(body: &[u8]) -> Option<HealthReport> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    Some(HealthReport {
+        failing: v.get("failing")?.as_bool()?,
+        min_response_time_ms: v.get("minResponseTime")?.as_u64()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_statuses() {
+        let cases = [
+            (200, SendResult::Stored),
+            (201, SendResult::Stored),
+            (422, SendResult::AlreadyStored),
+            (429, SendResult::Throttled),
+            (500, SendResult::Failed),
+            (503, SendResult::Failed),
+            (400, SendResult::Failed),
+        ];
+        for (code, want) in cases {
+            assert_eq!(
+                classify(StatusCode::from_u16(code).unwrap()),
+                want,
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn parses_health() {
+        assert_eq!(
+            parse_health(br#"{"failing":true,"minResponseTime":150}"#),
+            Some(HealthReport {
+                failing: true,
+                min_response_time_ms: 150
+            })
+        );
+        assert_eq!(parse_health(b"{}"), None);
+        assert_eq!(parse_health(b"nope"), None);
+    }
+}
