@@ -1,21 +1,88 @@
-//! `payroute up`: the whole topology as processes. STUB: to be implemented (issue
-//! "deploy").
+//! `payroute up`: the whole topology of the compose deployment as local processes:
+//! load balancer on one port → two api instances → worker → two processors.
 //!
-//! Contract used by `payroute bench` (keep these names and meanings):
-//! - [`UpConfig`]: what to start; [`start`] starts it and waits until :port answers.
+//! Contract used by `payroute bench` and the tests (keep these names and meanings):
+//! - [`UpConfig`]: what to start; [`start`] starts it and waits until the port answers
+//!   `GET /health` with 200.
 //! - [`Running::backend_url`], [`Running::default_url`], [`Running::fallback_url`].
 //! - [`Running::usage`]: CPU seconds, peak RSS and throttled time of each process so far.
 //! - [`Running::stop`]: stops every process it started (by PID), returns final usage.
+//!   Dropping a [`Running`] stops everything too, so a panicking test leaves nothing.
+//!
+//! [`start`] installs no signal handler and touches no global state but the children
+//! and (with [`Limits::Rinha`]) their cgroups; only [`run`], the CLI, handles Ctrl-C and
+//! SIGTERM. A background thread supervises the children: a role that exits is reported
+//! as an [`Event`] and, under [`Restart::Always`], restarted with an exponential backoff
+//! (emulated processors are reported, never restarted: a restarted emulator would have
+//! empty books and silently disagree with payroute's summary).
 
-use std::path::PathBuf;
+mod cgroup;
+pub mod lbconf;
+mod probe;
+mod procs;
+pub mod resources;
+
+use anyhow::{bail, Context};
+use cgroup::Cgroups;
+use procs::{Sample, Spec};
+use std::ffi::OsString;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long [`start`] waits for the whole topology to answer, by default. Debug builds
+/// start in well under a second; the margin covers a loaded CI machine.
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time a child gets between SIGTERM and SIGKILL. The worker uses it to finish its
+/// in-flight forwards and flush its log; more would make Ctrl-C feel stuck.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How often the readiness wait polls: short, as it bounds how soon `start` returns.
+const READY_POLL: Duration = Duration::from_millis(20);
+/// How often the supervisor looks for exited children.
+const SUPERVISE_TICK: Duration = Duration::from_millis(100);
+/// How often the supervisor samples `/proc` so that the usage of a process that dies is
+/// known up to this much before its death.
+const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+/// First delay before restarting a role that exited, doubled at each consecutive
+/// failure up to [`RESTART_BACKOFF_MAX`]: a role that crashes at once must not spin.
+const RESTART_BACKOFF_MIN: Duration = Duration::from_millis(500);
+const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// A role that ran this long before exiting is considered to have been healthy, and its
+/// next restart starts again from the shortest backoff.
+const RESTART_STABLE_AFTER: Duration = Duration::from_secs(30);
+/// Lines of a child's log quoted in an error or an exit report.
+const LOG_TAIL_LINES: usize = 15;
+/// Marks a directory as a run directory of `payroute up`, which it may empty at start.
+const RUN_DIR_MARKER: &str = ".payroute-up";
+/// Holds the PID of the launcher using the run directory.
+const RUN_DIR_PIDFILE: &str = "launcher.pid";
 
 /// Which load balancer fronts the two api instances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Lb {
     /// Both api processes bind the port with SO_REUSEPORT; nothing to install.
     Embedded,
+    /// nginx with deploy/nginx.conf (paths rewritten); the api instances listen on
+    /// Unix sockets.
     Nginx,
+    /// haproxy with deploy/haproxy.cfg (paths rewritten); the api instances listen on
+    /// Unix sockets.
     Haproxy,
+}
+
+impl Lb {
+    fn program(self) -> Option<&'static str> {
+        match self {
+            Lb::Embedded => None,
+            Lb::Nginx => Some("nginx"),
+            Lb::Haproxy => Some("haproxy"),
+        }
+    }
 }
 
 /// Resource limits applied to the processes.
@@ -26,9 +93,78 @@ pub enum Limits {
     Off,
 }
 
+/// What happens when a role exits while the topology runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Restart {
+    /// Report it and restart it, after 0.5 s doubling up to 10 s while it keeps failing
+    /// (what the compose file's `restart: unless-stopped` does). Emulated processors
+    /// are only reported.
+    Always,
+    /// Report it and leave it dead.
+    Never,
+}
+
 /// Flags of `payroute up`.
+///
+/// Every environment variable is also passed on to the children, so a setting of a
+/// role (`PAYROUTE_LOG`, a worker tuning variable...) applies to the processes `up`
+/// starts; the addresses and URLs below are given to them as flags, which win.
 #[derive(Debug, Clone, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Public port of the load balancer (the challenge's is 9999).
+    #[arg(long, env = "PAYROUTE_PORT", default_value_t = 9999)]
+    pub port: u16,
+    /// Interface the public port (and the emulators) listen on.
+    #[arg(long, env = "PAYROUTE_UP_HOST", default_value = "0.0.0.0")]
+    pub host: IpAddr,
+    /// Load balancer: `embedded` needs nothing installed (both api processes share the
+    /// port with SO_REUSEPORT); `nginx` and `haproxy` run the installed program with
+    /// the compose deployment's config (scripts/install-deps.sh installs both).
+    #[arg(long, env = "PAYROUTE_LB", value_enum, default_value_t = Lb::Embedded)]
+    pub lb: Lb,
+    /// `rinha` applies the compose file's per-service CPU and memory limits with cgroup
+    /// v1 (root needed; says so and goes on without them otherwise); `off` runs
+    /// unlimited.
+    #[arg(long, env = "PAYROUTE_LIMITS", value_enum, default_value_t = Limits::Off)]
+    pub limits: Limits,
+    /// What to do when a role exits on its own: `always` restarts it with a backoff,
+    /// `never` only reports it.
+    #[arg(long, env = "PAYROUTE_RESTART", value_enum, default_value_t = Restart::Always)]
+    pub restart: Restart,
+    /// URL of the default processor. Without it (and without --fallback-url), two
+    /// emulated processors are started.
+    #[arg(long, env = "PAYROUTE_DEFAULT_URL", requires = "fallback_url")]
+    pub default_url: Option<String>,
+    /// URL of the fallback processor; give both or neither.
+    #[arg(long, env = "PAYROUTE_FALLBACK_URL", requires = "default_url")]
+    pub fallback_url: Option<String>,
+    /// Port of the emulated default processor (the official one is on 8001).
+    #[arg(long, env = "PAYROUTE_UP_DEFAULT_PORT", default_value_t = 8001)]
+    pub default_port: u16,
+    /// Port of the emulated fallback processor (the official one is on 8002).
+    #[arg(long, env = "PAYROUTE_UP_FALLBACK_PORT", default_value_t = 8002)]
+    pub fallback_port: u16,
+    /// Fee of the emulated default processor (official compose file: 0.05; final
+    /// test: 0.07).
+    #[arg(long, env = "PAYROUTE_UP_DEFAULT_FEE", default_value_t = 0.05)]
+    pub default_fee: f64,
+    /// Fee of the emulated fallback processor (official compose file: 0.15; final
+    /// test: 0.10).
+    #[arg(long, env = "PAYROUTE_UP_FALLBACK_FEE", default_value_t = 0.15)]
+    pub fallback_fee: f64,
+    /// Directory for sockets, configs, the worker's data and one log file per process.
+    /// Emptied at start if an earlier `payroute up` made it; any other non-empty
+    /// directory is refused. Kept after stop, for the logs.
+    #[arg(long, env = "PAYROUTE_RUN_DIR", default_value_os_t = default_run_dir())]
+    pub run_dir: PathBuf,
+    /// Seconds to wait for the whole system to answer before giving up.
+    #[arg(long, env = "PAYROUTE_UP_READY_TIMEOUT_SECS", default_value_t = DEFAULT_READY_TIMEOUT.as_secs())]
+    pub ready_timeout_secs: u64,
+}
+
+fn default_run_dir() -> PathBuf {
+    std::env::temp_dir().join("payroute-up")
+}
 
 /// What [`start`] runs.
 #[derive(Debug, Clone)]
@@ -47,6 +183,61 @@ pub struct UpConfig {
     pub limits: Limits,
     /// Sockets, configs and logs go here.
     pub run_dir: PathBuf,
+    /// Interface of the public port and of the emulators (`0.0.0.0`: all; tests use
+    /// `127.0.0.1`).
+    pub host: IpAddr,
+    /// What happens when a role exits while running.
+    pub restart: Restart,
+    /// Bound of the wait in [`start`].
+    pub ready_timeout: Duration,
+}
+
+impl UpConfig {
+    /// The defaults of `payroute up`: port 9999 on all interfaces, emulators on 8001 and
+    /// 8002 with the official compose file's fees, embedded load balancer, no limits,
+    /// restarts on.
+    pub fn new(exe: impl Into<PathBuf>, run_dir: impl Into<PathBuf>) -> UpConfig {
+        UpConfig {
+            exe: exe.into(),
+            port: 9999,
+            default_url: None,
+            fallback_url: None,
+            emulator_fees: (0.05, 0.15),
+            emulator_ports: (8001, 8002),
+            lb: Lb::Embedded,
+            limits: Limits::Off,
+            run_dir: run_dir.into(),
+            host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            restart: Restart::Always,
+            ready_timeout: DEFAULT_READY_TIMEOUT,
+        }
+    }
+
+    fn from_args(args: &Args, exe: PathBuf) -> UpConfig {
+        UpConfig {
+            exe,
+            port: args.port,
+            default_url: args.default_url.clone(),
+            fallback_url: args.fallback_url.clone(),
+            emulator_fees: (args.default_fee, args.fallback_fee),
+            emulator_ports: (args.default_port, args.fallback_port),
+            lb: args.lb,
+            limits: args.limits,
+            run_dir: args.run_dir.clone(),
+            host: args.host,
+            restart: args.restart,
+            ready_timeout: Duration::from_secs(args.ready_timeout_secs),
+        }
+    }
+
+    /// The address clients use to reach `host`: loopback when listening everywhere.
+    fn connect_host(&self) -> IpAddr {
+        match self.host {
+            IpAddr::V4(h) if h.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(h) if h.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            h => h,
+        }
+    }
 }
 
 /// Resource use of one process.
@@ -59,38 +250,1043 @@ pub struct ProcessUsage {
     /// Time throttled by its CPU quota; `None` when no cgroup limit is enforced.
     pub throttled_seconds: Option<f64>,
     pub limits_enforced: bool,
+    /// Peak memory charged to its cgroup (page cache included), when limits are
+    /// enforced: what the memory limit is compared with.
+    pub cgroup_peak_bytes: Option<u64>,
+    /// Times it was restarted (usage covers every incarnation).
+    pub restarts: u32,
 }
 
-/// A started topology.
+/// Whether the resource limits are in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitsStatus {
+    /// `--limits off`.
+    Off,
+    /// Enforced; the text says where.
+    Enforced(String),
+    /// Asked for but impossible here; the text says why.
+    NotEnforced(String),
+}
+
+impl fmt::Display for LimitsStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LimitsStatus::Off => {
+                write!(f, "limits off (--limits rinha applies the compose file's)")
+            }
+            LimitsStatus::Enforced(how) => write!(f, "limits enforced: {how}"),
+            LimitsStatus::NotEnforced(why) => write!(f, "limits NOT enforced: {why}"),
+        }
+    }
+}
+
+/// Something that happened to a child after [`start`] returned.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A child exited (it was not being stopped).
+    Exited {
+        name: String,
+        pid: u32,
+        /// As `std::process::ExitStatus` prints it: "exit status: 1", "signal: 9 (SIGKILL)".
+        status: String,
+        log: PathBuf,
+        log_tail: String,
+        /// When it will be restarted; `None`: it will not be.
+        restart_in: Option<Duration>,
+    },
+    /// A child was started again.
+    Restarted {
+        name: String,
+        pid: u32,
+        restarts: u32,
+    },
+    /// Starting it again failed; retried after the delay.
+    RestartFailed {
+        name: String,
+        error: String,
+        retry_in: Duration,
+    },
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::Exited {
+                name,
+                pid,
+                status,
+                log,
+                log_tail,
+                restart_in,
+            } => {
+                write!(f, "{name} (pid {pid}) exited: {status}; ")?;
+                match restart_in {
+                    Some(d) => write!(f, "restarting in {:.1} s", d.as_secs_f64())?,
+                    None => write!(f, "not restarted")?,
+                }
+                write!(f, ". Last lines of {}:", log.display())?;
+                for line in log_tail.lines() {
+                    write!(f, "\n    {line}")?;
+                }
+                Ok(())
+            }
+            Event::Restarted {
+                name,
+                pid,
+                restarts,
+            } => {
+                write!(f, "{name} restarted: pid {pid} (restart #{restarts})")
+            }
+            Event::RestartFailed {
+                name,
+                error,
+                retry_in,
+            } => write!(
+                f,
+                "{name} could not be restarted: {error}; retrying in {:.1} s",
+                retry_in.as_secs_f64()
+            ),
+        }
+    }
+}
+
+/// One role of the topology and its current process.
 #[derive(Debug)]
-pub struct Running {}
+struct Proc {
+    spec: Spec,
+    child: Option<Child>,
+    /// PID of the current (or last) process.
+    pid: u32,
+    started_at: Instant,
+    restarts: u32,
+    backoff: Duration,
+    restart_at: Option<Instant>,
+    /// Usage of earlier incarnations.
+    prior: Sample,
+    /// Latest sample of the current incarnation.
+    last: Sample,
+}
+
+impl Proc {
+    fn sample_now(&self) -> Option<Sample> {
+        self.child.as_ref()?;
+        if self.spec.multi_process {
+            procs::sample_group(self.pid)
+        } else {
+            procs::sample(self.pid)
+        }
+    }
+}
+
+/// State shared by [`Running`] and its supervisor thread.
+#[derive(Debug)]
+struct Shared {
+    procs: Mutex<Vec<Proc>>,
+    events: Mutex<Vec<Event>>,
+    stopping: AtomicBool,
+    cgroups: Mutex<Option<Cgroups>>,
+    restart: Restart,
+}
+
+/// Locks a mutex even if a panicking thread poisoned it: the data (process table,
+/// events) stays meaningful, and stopping the children must work after a panic.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A started topology. Dropping it stops everything.
+#[derive(Debug)]
+pub struct Running {
+    shared: Arc<Shared>,
+    supervisor: Option<JoinHandle<()>>,
+    backend_url: String,
+    default_url: String,
+    fallback_url: String,
+    lb: Lb,
+    limits: LimitsStatus,
+    run_dir: PathBuf,
+    public_addr: SocketAddr,
+    stopped: bool,
+}
 
 impl Running {
+    /// Base URL of the backend (the load balancer's port), as `http://127.0.0.1:9999`.
     pub fn backend_url(&self) -> String {
-        unimplemented!()
+        self.backend_url.clone()
     }
+    /// Base URL of the default processor (emulated or given).
     pub fn default_url(&self) -> String {
-        unimplemented!()
+        self.default_url.clone()
     }
+    /// Base URL of the fallback processor (emulated or given).
     pub fn fallback_url(&self) -> String {
-        unimplemented!()
+        self.fallback_url.clone()
     }
+    /// Whether the limits are in force, and why not.
+    pub fn limits(&self) -> &LimitsStatus {
+        &self.limits
+    }
+    /// The run directory (logs, sockets, configs).
+    pub fn run_dir(&self) -> &Path {
+        &self.run_dir
+    }
+
+    /// Resource use of each process so far (every incarnation of a restarted role).
     pub fn usage(&self) -> Vec<ProcessUsage> {
-        unimplemented!()
+        let procs = lock(&self.shared.procs);
+        let cgroups = lock(&self.shared.cgroups);
+        procs
+            .iter()
+            .map(|p| usage_of(p, cgroups.as_ref()))
+            .collect()
     }
-    pub fn stop(self) -> anyhow::Result<Vec<ProcessUsage>> {
-        unimplemented!()
+
+    /// Takes the events (exits, restarts) reported since the last call.
+    pub fn take_events(&self) -> Vec<Event> {
+        std::mem::take(&mut *lock(&self.shared.events))
+    }
+
+    /// PIDs of the processes currently running, by role.
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        lock(&self.shared.procs)
+            .iter()
+            .filter(|p| p.child.is_some())
+            .map(|p| (p.spec.name.clone(), p.pid))
+            .collect()
+    }
+
+    /// What runs where, as a table for the operator.
+    pub fn describe(&self) -> String {
+        let procs = lock(&self.shared.procs);
+        let mut out = format!(
+            "payroute up: {} (run dir {})\n{:<20} {:>7}  {:<45} LOG\n",
+            self.backend_url,
+            self.run_dir.display(),
+            "ROLE",
+            "PID",
+            "ADDRESS"
+        );
+        for p in procs.iter() {
+            out.push_str(&format!(
+                "{:<20} {:>7}  {:<45} {}\n",
+                p.spec.name,
+                p.pid,
+                p.spec.address,
+                p.spec.log.display()
+            ));
+        }
+        if self.lb == Lb::Embedded {
+            out.push_str(&format!(
+                "{:<20} {:>7}  embedded: api1 and api2 share {} with SO_REUSEPORT (no process)\n",
+                "lb", "-", self.public_addr
+            ));
+        }
+        out.push_str(&self.limits.to_string());
+        out
+    }
+
+    /// Stops every process (load balancer, api instances, worker, processors, in that
+    /// order, each by SIGTERM to its process group and SIGKILL after a grace period),
+    /// removes the cgroups, and returns the final usage.
+    pub fn stop(mut self) -> anyhow::Result<Vec<ProcessUsage>> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> anyhow::Result<Vec<ProcessUsage>> {
+        if self.stopped {
+            return Ok(Vec::new());
+        }
+        self.stopped = true;
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        if let Some(h) = self.supervisor.take() {
+            let _ = h.join();
+        }
+        let mut procs = lock(&self.shared.procs);
+        // Final usage, read while the processes still exist.
+        let usage: Vec<ProcessUsage> = {
+            let cgroups = lock(&self.shared.cgroups);
+            procs
+                .iter()
+                .map(|p| usage_of(p, cgroups.as_ref()))
+                .collect()
+        };
+        let mut failures = Vec::new();
+        for stage in STOP_ORDER {
+            let mut batch: Vec<&mut Proc> =
+                procs.iter_mut().filter(|p| stage(&p.spec.name)).collect();
+            failures.extend(stop_batch(&mut batch));
+        }
+        drop(procs);
+        if let Some(mut groups) = lock(&self.shared.cgroups).take() {
+            groups.remove();
+        }
+        let _ = std::fs::remove_file(self.run_dir.join(RUN_DIR_PIDFILE));
+        if failures.is_empty() {
+            Ok(usage)
+        } else {
+            bail!("could not stop: {}", failures.join("; "))
+        }
     }
 }
 
-/// Starts the topology and waits until it answers.
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            tracing::error!("payroute up: {e:#}");
+        }
+    }
+}
+
+/// The order in which roles stop: the entry point first, so that no request arrives at
+/// an api that is going away; the worker after the api instances, so that everything
+/// they accepted is handed over; the processors last, so the worker can finish its
+/// in-flight forwards.
+const STOP_ORDER: [fn(&str) -> bool; 4] = [
+    |n| n == "lb",
+    |n| n.starts_with("api"),
+    |n| n == "worker",
+    |n| n.starts_with("processor"),
+];
+
+/// SIGTERM to every process group of the batch, SIGKILL to those still there after
+/// [`STOP_GRACE`], then a sweep of each group (forked workers). Returns failures.
+fn stop_batch(batch: &mut [&mut Proc]) -> Vec<String> {
+    for p in batch.iter_mut() {
+        p.restart_at = None;
+        if let Some(child) = p.child.as_mut() {
+            if matches!(child.try_wait(), Ok(None)) {
+                procs::signal_group(p.pid, libc::SIGTERM);
+            }
+        }
+    }
+    let deadline = Instant::now() + STOP_GRACE;
+    let mut failures = Vec::new();
+    for p in batch.iter_mut() {
+        let Some(mut child) = p.child.take() else {
+            continue;
+        };
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                Ok(None) => {
+                    tracing::warn!(
+                        "{} (pid {}) ignored SIGTERM for {STOP_GRACE:?}; killing it",
+                        p.spec.name,
+                        p.pid
+                    );
+                    procs::signal_group(p.pid, libc::SIGKILL);
+                    if let Err(e) = child.wait() {
+                        failures.push(format!("{} (pid {}): {e}", p.spec.name, p.pid));
+                    }
+                    break;
+                }
+                Err(e) => {
+                    failures.push(format!("{} (pid {}): {e}", p.spec.name, p.pid));
+                    break;
+                }
+            }
+        }
+        // Whatever the leader forked and left behind.
+        procs::signal_group(p.pid, libc::SIGKILL);
+    }
+    failures
+}
+
+fn usage_of(p: &Proc, cgroups: Option<&Cgroups>) -> ProcessUsage {
+    let current = p.sample_now().unwrap_or(p.last);
+    let total = p.prior.add(current);
+    let group = cgroups.filter(|g| g.has(&p.spec.name));
+    ProcessUsage {
+        name: p.spec.name.clone(),
+        pid: p.pid,
+        cpu_seconds: total.cpu_seconds,
+        peak_rss_bytes: total.peak_rss_bytes,
+        throttled_seconds: group.and_then(|g| g.throttled_seconds(&p.spec.name)),
+        limits_enforced: group.is_some(),
+        cgroup_peak_bytes: group.and_then(|g| g.memory_peak_bytes(&p.spec.name)),
+        restarts: p.restarts,
+    }
+}
+
+/// Starts the topology and waits (at most `config.ready_timeout`) until the load
+/// balancer's port answers `GET /health` with 200. On failure, everything started is
+/// stopped and the error names the role that failed, with the end of its log.
 pub fn start(config: &UpConfig) -> anyhow::Result<Running> {
-    let _ = config;
-    anyhow::bail!("not implemented yet")
+    if !config.exe.is_file() {
+        bail!("payroute executable {} not found", config.exe.display());
+    }
+    if config.default_url.is_some() != config.fallback_url.is_some() {
+        bail!("give both processor URLs (default and fallback) or neither");
+    }
+    let lb_program = match config.lb.program() {
+        None => None,
+        Some(name) => Some(procs::find_program(name).with_context(|| {
+            format!(
+                "--lb {name}: `{name}` is not installed (looked in PATH and the sbin \
+                 directories); install it with scripts/install-deps.sh (Debian) or use \
+                 --lb embedded"
+            )
+        })?),
+    };
+    let run_dir = prepare_run_dir(&config.run_dir)?;
+    let host = config.connect_host();
+    let public_addr = SocketAddr::new(config.host, config.port);
+    let backend_addr = SocketAddr::new(host, config.port);
+
+    let limits_status;
+    let cgroups = match config.limits {
+        Limits::Off => {
+            limits_status = LimitsStatus::Off;
+            None
+        }
+        Limits::Rinha => {
+            let services: Vec<_> = resources::SERVICES
+                .iter()
+                .filter(|s| s.service != "lb" || config.lb != Lb::Embedded)
+                .collect();
+            match Cgroups::create(&services) {
+                Ok(g) => {
+                    let mut how = g.describe();
+                    if config.lb == Lb::Embedded {
+                        how.push_str(" (no lb process: embedded, its share unused)");
+                    }
+                    limits_status = LimitsStatus::Enforced(how);
+                    Some(g)
+                }
+                Err(why) => {
+                    limits_status = LimitsStatus::NotEnforced(why);
+                    None
+                }
+            }
+        }
+    };
+
+    let shared = Arc::new(Shared {
+        procs: Mutex::new(Vec::new()),
+        events: Mutex::new(Vec::new()),
+        stopping: AtomicBool::new(false),
+        cgroups: Mutex::new(cgroups),
+        restart: config.restart,
+    });
+    let url = |addr: SocketAddr| format!("http://{addr}");
+    let (default_url, fallback_url) = match (&config.default_url, &config.fallback_url) {
+        (Some(d), Some(f)) => (
+            d.trim_end_matches('/').to_string(),
+            f.trim_end_matches('/').to_string(),
+        ),
+        _ => (
+            url(SocketAddr::new(host, config.emulator_ports.0)),
+            url(SocketAddr::new(host, config.emulator_ports.1)),
+        ),
+    };
+    let mut running = Running {
+        shared: shared.clone(),
+        supervisor: None,
+        backend_url: url(backend_addr),
+        default_url: default_url.clone(),
+        fallback_url: fallback_url.clone(),
+        lb: config.lb,
+        limits: limits_status,
+        run_dir: run_dir.clone(),
+        public_addr,
+        stopped: false,
+    };
+    let deadline = Instant::now() + config.ready_timeout;
+    let mut starter = Starter {
+        shared: &shared,
+        deadline,
+        timeout: config.ready_timeout,
+    };
+    let exe = &config.exe;
+    let spec = |name: &str, args: Vec<OsString>, address: String| Spec {
+        name: name.to_string(),
+        program: exe.clone(),
+        args,
+        log: run_dir.join(format!("{name}.log")),
+        address,
+        restartable: !name.starts_with("processor"),
+        multi_process: false,
+    };
+
+    // 1. Processors (emulated), unless URLs were given.
+    if config.default_url.is_none() {
+        let ports = [config.emulator_ports.0, config.emulator_ports.1];
+        let fees = [config.emulator_fees.0, config.emulator_fees.1];
+        for (i, which) in ["default", "fallback"].into_iter().enumerate() {
+            let listen = SocketAddr::new(config.host, ports[i]);
+            let args = os_args(&[
+                "processor",
+                "--listen",
+                &listen.to_string(),
+                "--fee",
+                &fees[i].to_string(),
+            ]);
+            starter.spawn(spec(
+                &format!("processor-{which}"),
+                args,
+                url(SocketAddr::new(host, ports[i])),
+            ))?;
+        }
+        for (i, which) in ["default", "fallback"].into_iter().enumerate() {
+            let addr = SocketAddr::new(host, ports[i]);
+            // Any HTTP answer means it serves. Not the health endpoint: it is rate
+            // limited, and the worker's first poll must not find the window used up.
+            starter.wait(&format!("processor-{which} to answer on {addr}"), || {
+                probe::get_tcp(addr, "/payments/00000000-0000-0000-0000-000000000000").is_some()
+            })?;
+        }
+    }
+
+    // 2. Worker: ready when its socket exists.
+    let worker_socket = run_dir.join("worker.sock");
+    let args = vec![
+        "worker".into(),
+        "--socket".into(),
+        worker_socket.clone().into_os_string(),
+        "--default-url".into(),
+        default_url.clone().into(),
+        "--fallback-url".into(),
+        fallback_url.clone().into(),
+        "--data-dir".into(),
+        run_dir.join("worker-data").into_os_string(),
+    ];
+    starter.spawn(spec(
+        "worker",
+        args,
+        format!("unix:{}", worker_socket.display()),
+    ))?;
+    starter.wait(
+        &format!("the worker to create {}", worker_socket.display()),
+        || worker_socket.exists(),
+    )?;
+
+    // 3. The api instances: on the public port themselves (embedded), or on sockets.
+    let mut api_sockets = Vec::new();
+    for i in 1..=2 {
+        let (listen, address) = if config.lb == Lb::Embedded {
+            (
+                public_addr.to_string(),
+                format!("{public_addr} (SO_REUSEPORT)"),
+            )
+        } else {
+            let socket = lbconf::api_socket(&run_dir, i);
+            api_sockets.push(socket.clone());
+            let l = format!("unix:{}", socket.display());
+            (l.clone(), l)
+        };
+        let args = vec![
+            "api".into(),
+            "--listen".into(),
+            listen.into(),
+            "--worker-socket".into(),
+            worker_socket.clone().into_os_string(),
+        ];
+        starter.spawn(spec(&format!("api{i}"), args, address))?;
+    }
+    for (i, socket) in api_sockets.iter().enumerate() {
+        starter.wait(
+            &format!(
+                "api{} to answer GET /health with 200 on {}",
+                i + 1,
+                socket.display()
+            ),
+            || probe::get_unix(socket, "/health") == Some(200),
+        )?;
+    }
+
+    // 4. The load balancer.
+    if let Some(program) = lb_program {
+        let (config_path, text, args) = match config.lb {
+            Lb::Nginx => {
+                let path = run_dir.join("nginx.conf");
+                let text = lbconf::native_nginx(&run_dir, config.host, config.port)?;
+                // -e: errors before the config is read go to stderr, not /var/log.
+                // -p: relative paths resolve in the run dir. daemon off: stay in the
+                // foreground, as a child we supervise.
+                let args = vec![
+                    "-e".into(),
+                    "stderr".into(),
+                    "-p".into(),
+                    run_dir.clone().into_os_string(),
+                    "-c".into(),
+                    path.clone().into_os_string(),
+                    "-g".into(),
+                    "daemon off;".into(),
+                ];
+                (path, text, args)
+            }
+            Lb::Haproxy => {
+                let path = run_dir.join("haproxy.cfg");
+                let text = lbconf::native_haproxy(&run_dir, config.host, config.port)?;
+                // -db: foreground, no daemon.
+                let args = vec!["-db".into(), "-f".into(), path.clone().into_os_string()];
+                (path, text, args)
+            }
+            Lb::Embedded => unreachable!("no program for the embedded load balancer"),
+        };
+        std::fs::write(&config_path, text)
+            .with_context(|| format!("cannot write {}", config_path.display()))?;
+        starter.spawn(Spec {
+            name: "lb".into(),
+            program,
+            args,
+            log: run_dir.join("lb.log"),
+            address: public_addr.to_string(),
+            restartable: true,
+            multi_process: true,
+        })?;
+    }
+    starter.wait(
+        &format!("{} to answer GET /health with 200", running.backend_url),
+        || probe::get_tcp(backend_addr, "/health") == Some(200),
+    )?;
+
+    // A multi-process load balancer may have forked its workers before its PID was
+    // moved into its cgroup: move the whole group.
+    starter.rejoin_groups();
+
+    let supervisor_shared = shared.clone();
+    running.supervisor = Some(
+        std::thread::Builder::new()
+            .name("payroute-up-supervisor".into())
+            .spawn(move || supervise(&supervisor_shared))
+            .context("cannot start the supervisor thread")?,
+    );
+    Ok(running)
 }
 
-/// Entry point of `payroute up`.
+fn os_args(args: &[&str]) -> Vec<OsString> {
+    args.iter().map(OsString::from).collect()
+}
+
+/// Spawns children during [`start`] and waits for their readiness, failing with the
+/// details of any child that exits meanwhile.
+struct Starter<'a> {
+    shared: &'a Shared,
+    deadline: Instant,
+    timeout: Duration,
+}
+
+impl Starter<'_> {
+    fn spawn(&mut self, spec: Spec) -> anyhow::Result<()> {
+        let child = procs::spawn(&spec).with_context(|| format!("cannot start {}", spec.name))?;
+        let pid = child.id();
+        if let Some(groups) = lock(&self.shared.cgroups).as_ref() {
+            if groups.has(&spec.name) {
+                groups
+                    .join(&spec.name, pid)
+                    .map_err(|e| anyhow::anyhow!("cannot limit {}: {e}", spec.name))?;
+            }
+        }
+        tracing::debug!("started {} (pid {pid}): {}", spec.name, spec.command_line());
+        lock(&self.shared.procs).push(Proc {
+            spec,
+            child: Some(child),
+            pid,
+            started_at: Instant::now(),
+            restarts: 0,
+            backoff: RESTART_BACKOFF_MIN,
+            restart_at: None,
+            prior: Sample::default(),
+            last: Sample::default(),
+        });
+        Ok(())
+    }
+
+    /// Polls `ready` until it holds, a child exits, or the deadline passes.
+    fn wait(&mut self, what: &str, mut ready: impl FnMut() -> bool) -> anyhow::Result<()> {
+        loop {
+            if ready() {
+                return Ok(());
+            }
+            for p in lock(&self.shared.procs).iter_mut() {
+                let Some(child) = p.child.as_mut() else {
+                    continue;
+                };
+                if let Ok(Some(status)) = child.try_wait() {
+                    p.child = None;
+                    procs::signal_group(p.pid, libc::SIGKILL);
+                    bail!(
+                        "{} (pid {}) exited while waiting for {what}: {status}. Last lines of {}:\n{}",
+                        p.spec.name,
+                        p.pid,
+                        p.spec.log.display(),
+                        indent(&procs::tail(&p.spec.log, LOG_TAIL_LINES))
+                    );
+                }
+            }
+            if Instant::now() >= self.deadline {
+                let logs: Vec<String> = lock(&self.shared.procs)
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "{} ({}):\n{}",
+                            p.spec.name,
+                            p.spec.log.display(),
+                            indent(&procs::tail(&p.spec.log, 5))
+                        )
+                    })
+                    .collect();
+                bail!(
+                    "gave up after {:?} waiting for {what}. Last lines of each log:\n{}",
+                    self.timeout,
+                    logs.join("\n")
+                );
+            }
+            std::thread::sleep(READY_POLL);
+        }
+    }
+
+    fn rejoin_groups(&self) {
+        rejoin_groups(self.shared, &lock(&self.shared.procs));
+    }
+}
+
+fn rejoin_groups(shared: &Shared, procs: &[Proc]) {
+    let cgroups = lock(&shared.cgroups);
+    let Some(groups) = cgroups.as_ref() else {
+        return;
+    };
+    for p in procs
+        .iter()
+        .filter(|p| p.spec.multi_process && p.child.is_some())
+    {
+        if groups.has(&p.spec.name) {
+            for member in procs::group_members(p.pid) {
+                if let Err(e) = groups.join(&p.spec.name, member) {
+                    tracing::warn!("{e}");
+                }
+            }
+        }
+    }
+}
+
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Creates `dir` (or empties one that an earlier `payroute up` made and no live
+/// launcher uses), marks it, and makes it traversable by nginx's unprivileged worker
+/// processes (they connect to the api sockets inside).
+fn prepare_run_dir(dir: &Path) -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create run directory {}", dir.display()))?;
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", dir.display()))?;
+    let marker = dir.join(RUN_DIR_MARKER);
+    let pidfile = dir.join(RUN_DIR_PIDFILE);
+    let mut entries = std::fs::read_dir(&dir)?.peekable();
+    if entries.peek().is_some() {
+        if !marker.exists() {
+            bail!(
+                "run directory {} is not empty and was not made by payroute up: choose an \
+                 empty or new directory (--run-dir)",
+                dir.display()
+            );
+        }
+        if let Some(pid) = std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+        {
+            if Path::new(&format!("/proc/{pid}")).exists() {
+                bail!(
+                    "run directory {} is in use by the payroute up of pid {pid}: stop it, or \
+                     choose another --run-dir",
+                    dir.display()
+                );
+            }
+        }
+        for entry in entries {
+            let path = entry?.path();
+            let removed = if path.is_dir() && !path.is_symlink() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            removed.with_context(|| format!("cannot clear {}", path.display()))?;
+        }
+    }
+    std::fs::write(&marker, "made by payroute up; emptied at each start\n")?;
+    std::fs::write(&pidfile, format!("{}\n", std::process::id()))?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+    Ok(dir)
+}
+
+/// The supervisor thread: reaps children that exit, reports them, restarts them per
+/// the policy, and samples their usage.
+fn supervise(shared: &Shared) {
+    let mut last_sample = Instant::now();
+    while !shared.stopping.load(Ordering::SeqCst) {
+        std::thread::sleep(SUPERVISE_TICK);
+        let mut procs = lock(&shared.procs);
+        if shared.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let now = Instant::now();
+        let mut events = Vec::new();
+        let mut restarted = false;
+        for p in procs.iter_mut() {
+            if let Some(child) = p.child.as_mut() {
+                match child.try_wait() {
+                    Ok(None) => {}
+                    Ok(Some(status)) => {
+                        p.child = None;
+                        procs::signal_group(p.pid, libc::SIGKILL);
+                        p.prior = p.prior.add(p.last);
+                        p.last = Sample::default();
+                        if now.duration_since(p.started_at) >= RESTART_STABLE_AFTER {
+                            p.backoff = RESTART_BACKOFF_MIN;
+                        }
+                        let restart_in = (p.spec.restartable && shared.restart == Restart::Always)
+                            .then_some(p.backoff);
+                        if let Some(delay) = restart_in {
+                            p.restart_at = Some(now + delay);
+                            p.backoff = (p.backoff * 2).min(RESTART_BACKOFF_MAX);
+                        }
+                        events.push(Event::Exited {
+                            name: p.spec.name.clone(),
+                            pid: p.pid,
+                            status: status.to_string(),
+                            log: p.spec.log.clone(),
+                            log_tail: procs::tail(&p.spec.log, LOG_TAIL_LINES),
+                            restart_in,
+                        });
+                    }
+                    Err(e) => tracing::warn!("cannot check {} (pid {}): {e}", p.spec.name, p.pid),
+                }
+            } else if p.restart_at.is_some_and(|t| t <= now) {
+                p.restart_at = None;
+                match procs::spawn(&p.spec) {
+                    Ok(child) => {
+                        p.pid = child.id();
+                        p.child = Some(child);
+                        p.started_at = now;
+                        p.restarts += 1;
+                        if let Some(groups) = lock(&shared.cgroups).as_ref() {
+                            if groups.has(&p.spec.name) {
+                                if let Err(e) = groups.join(&p.spec.name, p.pid) {
+                                    tracing::warn!(
+                                        "restarted {} runs without its limits: {e}",
+                                        p.spec.name
+                                    );
+                                }
+                            }
+                        }
+                        restarted = true;
+                        events.push(Event::Restarted {
+                            name: p.spec.name.clone(),
+                            pid: p.pid,
+                            restarts: p.restarts,
+                        });
+                    }
+                    Err(e) => {
+                        let retry_in = p.backoff;
+                        p.restart_at = Some(now + retry_in);
+                        p.backoff = (p.backoff * 2).min(RESTART_BACKOFF_MAX);
+                        events.push(Event::RestartFailed {
+                            name: p.spec.name.clone(),
+                            error: e.to_string(),
+                            retry_in,
+                        });
+                    }
+                }
+            }
+        }
+        if now.duration_since(last_sample) >= SAMPLE_EVERY || restarted {
+            last_sample = now;
+            for p in procs.iter_mut() {
+                if let Some(s) = p.sample_now() {
+                    p.last = s;
+                }
+            }
+            rejoin_groups(shared, &procs);
+        }
+        drop(procs);
+        if !events.is_empty() {
+            for e in &events {
+                tracing::warn!("{e}");
+            }
+            lock(&shared.events).extend(events);
+        }
+    }
+}
+
+/// Entry point of `payroute up`: starts everything, prints what runs where, reports
+/// child exits and restarts, and stops everything on Ctrl-C or SIGTERM.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let _ = args;
-    anyhow::bail!("not implemented yet")
+    let exe = std::env::current_exe().context("cannot find the payroute executable")?;
+    let config = UpConfig::from_args(&args, exe);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the signal runtime")?;
+    rt.block_on(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        // Handlers first: a Ctrl-C during the start must stop what was started, not
+        // kill the launcher and orphan the children.
+        let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        eprintln!(
+            "payroute up: starting (logs in {})",
+            config.run_dir.display()
+        );
+        let running = start(&config)?;
+        println!("{}", running.describe());
+        println!("Ctrl-C stops everything.");
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let why = loop {
+            tokio::select! {
+                _ = interrupt.recv() => break "SIGINT",
+                _ = terminate.recv() => break "SIGTERM",
+                _ = tick.tick() => {
+                    for e in running.take_events() {
+                        eprintln!("payroute up: {e}");
+                    }
+                }
+            }
+        };
+        eprintln!("payroute up: {why}: stopping everything");
+        let usage = running.stop()?;
+        println!("{}", usage_table(&usage));
+        println!("stopped; logs kept in {}", config.run_dir.display());
+        Ok(())
+    })
+}
+
+/// Final resource use, for the operator.
+pub fn usage_table(usage: &[ProcessUsage]) -> String {
+    let mut out = format!(
+        "{:<20} {:>8} {:>10} {:>12} {:>12} {:>9}\n",
+        "ROLE", "CPU s", "peak RSS", "cgroup peak", "throttled s", "restarts"
+    );
+    for u in usage {
+        let mib = |b: u64| format!("{:.1} MiB", b as f64 / 1048576.0);
+        out.push_str(&format!(
+            "{:<20} {:>8.2} {:>10} {:>12} {:>12} {:>9}\n",
+            u.name,
+            u.cpu_seconds,
+            mib(u.peak_rss_bytes),
+            u.cgroup_peak_bytes.map(mib).unwrap_or_else(|| "-".into()),
+            u.throttled_seconds
+                .map(|s| format!("{s:.2}"))
+                .unwrap_or_else(|| "-".into()),
+            u.restarts
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    #[test]
+    fn cli_defaults_match_up_config_defaults() {
+        let cli = Cli::try_parse_from(["up"]).unwrap();
+        let from_args = UpConfig::from_args(&cli.args, "/x".into());
+        let mut new = UpConfig::new("/x", from_args.run_dir.clone());
+        new.restart = from_args.restart;
+        assert_eq!(format!("{from_args:?}"), format!("{new:?}"));
+    }
+
+    #[test]
+    fn processor_urls_come_in_pairs() {
+        assert!(Cli::try_parse_from(["up", "--default-url", "http://a:1"]).is_err());
+        let cli = Cli::try_parse_from([
+            "up",
+            "--default-url",
+            "http://a:1",
+            "--fallback-url",
+            "http://b:2",
+        ])
+        .unwrap();
+        assert_eq!(cli.args.fallback_url.as_deref(), Some("http://b:2"));
+    }
+
+    #[test]
+    fn connect_host_is_loopback_for_wildcards() {
+        let mut c = UpConfig::new("/x", "/y");
+        assert_eq!(c.connect_host(), IpAddr::V4(Ipv4Addr::LOCALHOST));
+        c.host = "::".parse().unwrap();
+        assert_eq!(c.connect_host(), IpAddr::V6(Ipv6Addr::LOCALHOST));
+        c.host = "127.0.0.2".parse().unwrap();
+        assert_eq!(c.connect_host(), "127.0.0.2".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn run_dir_is_reused_only_if_ours() {
+        let base = std::env::temp_dir().join(format!("launcher-rundir-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let dir = prepare_run_dir(&base).unwrap();
+        std::fs::write(dir.join("api1.log"), "old").unwrap();
+        std::fs::create_dir(dir.join("worker-data")).unwrap();
+        // The pid file names a live launcher (this test): refused.
+        let err = prepare_run_dir(&base).unwrap_err().to_string();
+        assert!(err.contains("in use"), "{err}");
+        std::fs::remove_file(dir.join(RUN_DIR_PIDFILE)).unwrap();
+        prepare_run_dir(&base).unwrap();
+        assert!(!dir.join("api1.log").exists() && !dir.join("worker-data").exists());
+        // A foreign non-empty directory: refused, untouched.
+        let foreign = base.join("foreign");
+        std::fs::create_dir(&foreign).unwrap();
+        std::fs::write(foreign.join("precious"), "x").unwrap();
+        assert!(prepare_run_dir(&foreign).is_err());
+        assert!(foreign.join("precious").exists());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn missing_executable_is_a_clear_error() {
+        let c = UpConfig::new(
+            "/nonexistent/payroute",
+            std::env::temp_dir().join("launcher-unused"),
+        );
+        let err = start(&c).unwrap_err().to_string();
+        assert!(err.contains("/nonexistent/payroute"), "{err}");
+    }
+
+    #[test]
+    fn stop_order_covers_every_role() {
+        for name in [
+            "lb",
+            "api1",
+            "api2",
+            "worker",
+            "processor-default",
+            "processor-fallback",
+        ] {
+            assert_eq!(STOP_ORDER.iter().filter(|s| s(name)).count(), 1, "{name}");
+        }
+    }
+
+    #[test]
+    fn events_read_well() {
+        let e = Event::Exited {
+            name: "api1".into(),
+            pid: 42,
+            status: "signal: 9 (SIGKILL)".into(),
+            log: "/tmp/api1.log".into(),
+            log_tail: "a\nb".into(),
+            restart_in: Some(Duration::from_millis(500)),
+        };
+        assert_eq!(
+            e.to_string(),
+            "api1 (pid 42) exited: signal: 9 (SIGKILL); restarting in 0.5 s. Last lines of /tmp/api1.log:\n    a\n    b"
+        );
+    }
 }
