@@ -1,14 +1,39 @@
-//! `payroute processor`: an in-memory payment processor emulator, faithful to the
-//! official one (see SPEC §2). STUB: to be implemented (issue "processor emulator").
+//! `payroute processor`: an in-memory payment processor that behaves like the official
+//! one of the Rinha de Backend 2025 (SPEC §2), so that payroute's tests, launcher and
+//! bench run without Docker, .NET or PostgreSQL.
+//!
+//! Faithful where clients can tell: the concurrency limiter of `POST /payments` (800 in
+//! flight, 500 queued, 429 beyond), the configured delay slept before the failure
+//! check and the insert (and finished even when the client has gone), 422 on
+//! duplicates, the fixed-window limiter of the health endpoint, inclusive summaries over
+//! the exact `requestedAt` sent, the admin token. Stricter where the official one
+//! accepts nonsense (missing fields, negative delays): those get a 400 naming the field.
+//!
+//! Architecture invariant: one processor per process (or per [`Emulator`]), all state
+//! in memory, nothing shared with other roles but the HTTP API. Modules: `wire`
+//! (parsing and exact decimals, pure), `store` (the table), `limit` (the two
+//! limiters), `server` (routes and handlers).
+
+mod limit;
+mod server;
+mod store;
+mod wire;
+
+pub use server::{Emulator, Stats};
 
 use clap::Args as ClapArgs;
 use netio::{CancellationToken, ListenAddr, Listener};
+use std::time::Duration;
 
 /// Flags of `payroute processor`.
 #[derive(Debug, Clone, ClapArgs)]
 pub struct Args {
     /// Address to listen on: HOST:PORT, :PORT or unix:PATH.
-    #[arg(long, env = "PAYROUTE_PROCESSOR_LISTEN", default_value = "0.0.0.0:8080")]
+    #[arg(
+        long,
+        env = "PAYROUTE_PROCESSOR_LISTEN",
+        default_value = "0.0.0.0:8080"
+    )]
     pub listen: ListenAddr,
     /// Fee per transaction as a fraction (0.05 = 5%).
     #[arg(long, env = "PAYROUTE_PROCESSOR_FEE", default_value_t = 0.05)]
@@ -21,14 +46,113 @@ pub struct Args {
     pub rate_limit_secs: u64,
 }
 
-/// Runs the emulator on an already bound listener until `shutdown` is cancelled.
-pub async fn serve(listener: Listener, args: Args, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let _ = (listener, args, shutdown);
-    anyhow::bail!("not implemented yet")
+/// `POST /payments` requests in flight at once: the official concurrency limiter's
+/// `PermitLimit`.
+pub const MAX_IN_FLIGHT: usize = 800;
+/// `POST /payments` requests waiting for a permit, oldest first, before 429: the
+/// official `QueueLimit`.
+pub const MAX_QUEUED: usize = 500;
+/// Health callers waiting for the next window before 429: the official `QueueLimit`
+/// of the health limiter.
+pub const HEALTH_WAITERS: usize = 2;
+
+/// Everything an [`Emulator`] needs. [`Config::from_args`] gives the official values;
+/// tests shrink the limits and the window.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Fee per transaction as a fraction, between 0 and 1.
+    pub fee: f64,
+    /// Initial admin token.
+    pub token: String,
+    /// Window of the health limiter (one call per window).
+    pub health_window: Duration,
+    /// Health callers allowed to wait for a window.
+    pub health_waiters: usize,
+    /// Concurrency limit of `POST /payments`.
+    pub max_in_flight: usize,
+    /// Waiters allowed beyond `max_in_flight`.
+    pub max_queued: usize,
+    /// Windows open only when [`Emulator::open_health_window`] is called, never on a
+    /// timer: lets endpoint tests step the limiter without racing a clock.
+    #[doc(hidden)]
+    pub manual_health_windows: bool,
 }
 
-/// Entry point of `payroute processor`.
+impl Config {
+    /// The official limits with the flags' fee, token and window.
+    pub fn from_args(args: &Args) -> Config {
+        Config {
+            fee: args.fee,
+            token: args.token.clone(),
+            health_window: Duration::from_secs(args.rate_limit_secs),
+            health_waiters: HEALTH_WAITERS,
+            max_in_flight: MAX_IN_FLIGHT,
+            max_queued: MAX_QUEUED,
+            manual_health_windows: false,
+        }
+    }
+}
+
+/// Runs the emulator on an already bound listener until `shutdown` is cancelled.
+pub async fn serve(
+    listener: Listener,
+    args: Args,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    serve_config(listener, Config::from_args(&args), shutdown).await
+}
+
+/// [`serve`] with a full [`Config`] (tests: small limits, short windows).
+pub async fn serve_config(
+    listener: Listener,
+    config: Config,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    Emulator::new(config)?.serve(listener, shutdown).await;
+    Ok(())
+}
+
+/// Entry point of `payroute processor`: one thread (a processor must never be the
+/// bottleneck of a bench, and one core serves tens of thousands of requests a
+/// second), stops on Ctrl-C or SIGTERM.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let _ = args;
-    anyhow::bail!("not implemented yet")
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let emulator = Emulator::new(Config::from_args(&args))?;
+        let listener = Listener::bind(&args.listen, false)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+        tracing::info!(
+            "processor listening on {} (fee {}, health window {} s)",
+            listener.local_addr()?,
+            args.fee,
+            args.rate_limit_secs
+        );
+        let shutdown = CancellationToken::new();
+        tokio::spawn(cancel_on_signal(shutdown.clone()));
+        emulator.serve(listener, shutdown).await;
+        tracing::info!("processor stopped");
+        Ok(())
+    })
+}
+
+/// Cancels `shutdown` on the first SIGINT or SIGTERM.
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot watch SIGTERM ({e}); only Ctrl-C stops the processor");
+            let _ = tokio::signal::ctrl_c().await;
+            shutdown.cancel();
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+    shutdown.cancel();
 }
