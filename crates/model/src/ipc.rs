@@ -31,6 +31,8 @@ pub enum SubmitStatus {
     Duplicate,
     /// The queue is at capacity; nothing was queued.
     QueueFull,
+    /// The payment could not be made durable (the log failed); nothing was queued.
+    Unavailable,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,6 +138,7 @@ impl Reply {
                     SubmitStatus::Accepted => 0,
                     SubmitStatus::Duplicate => 1,
                     SubmitStatus::QueueFull => 2,
+                    SubmitStatus::Unavailable => 3,
                 });
             }
             Reply::Summary(s) => {
@@ -161,6 +164,7 @@ impl Reply {
                 0 => SubmitStatus::Accepted,
                 1 => SubmitStatus::Duplicate,
                 2 => SubmitStatus::QueueFull,
+                3 => SubmitStatus::Unavailable,
                 _ => return Err(DecodeError::Malformed),
             }),
             T_SUMMARY => {

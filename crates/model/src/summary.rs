@@ -169,6 +169,22 @@ impl SummaryStore {
         *self = SummaryStore::default();
     }
 
+    /// Every non-empty millisecond bucket, for a snapshot.
+    pub fn buckets(&self) -> impl Iterator<Item = (Processor, i64, Totals)> + '_ {
+        Processor::ALL.into_iter().flat_map(move |p| {
+            self.by_ms[p.index()]
+                .iter()
+                .map(move |(&ms, &t)| (p, ms, t))
+        })
+    }
+
+    /// Adds a bucket read back from a snapshot.
+    pub fn restore_bucket(&mut self, processor: Processor, ms: i64, totals: Totals) {
+        let i = processor.index();
+        self.by_ms[i].entry(ms).or_default().merge(&totals);
+        self.all[i].merge(&totals);
+    }
+
     /// Totals per processor over the inclusive window.
     pub fn query(&self, q: &SummaryQuery) -> Summary {
         let mut out = [Totals::default(); 2];

@@ -111,6 +111,23 @@ pub enum LookupResult {
     Error,
 }
 
+/// What an outcome did to its payment, for the payment log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// Nothing to log (a late result after a purge, or the payment stays as it was).
+    None,
+    /// Recorded as processed by `processor` with `requested_at`.
+    Recorded {
+        id: Uuid,
+        processor: Processor,
+        requested_at: Micros,
+        amount: Cents,
+    },
+    /// Nothing of this payment can be stored at `processor` any more: its timestamp
+    /// there is forgotten.
+    Released { id: Uuid, processor: Processor },
+}
+
 /// What one health poll said.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HealthReport {
@@ -258,6 +275,32 @@ struct Attempt {
     processor: Processor,
     started: Micros,
     lookup: bool,
+}
+
+/// A view of the engine's durable state, for log compaction.
+pub struct Snapshot<'a> {
+    engine: &'a Engine,
+}
+
+impl Snapshot<'_> {
+    pub fn buckets(&self) -> impl Iterator<Item = (Processor, i64, model::Totals)> + '_ {
+        self.engine.summary.buckets()
+    }
+
+    pub fn done_ids(&self) -> impl Iterator<Item = &Uuid> + '_ {
+        self.engine
+            .seen
+            .iter()
+            .filter(|id| !self.engine.pending.contains_key(id))
+    }
+
+    /// (id, amount, timestamp per processor) of every pending payment.
+    pub fn pending(&self) -> impl Iterator<Item = (Uuid, Cents, [Option<Micros>; 2])> + '_ {
+        self.engine
+            .pending
+            .iter()
+            .map(|(id, e)| (*id, e.amount, e.requested_at))
+    }
 }
 
 /// Running counts, exported as metrics.
@@ -578,9 +621,14 @@ impl Engine {
     }
 
     /// Applies the outcome of a `Send`.
-    pub fn on_send_result(&mut self, attempt: AttemptId, result: SendResult, now: Micros) {
+    pub fn on_send_result(
+        &mut self,
+        attempt: AttemptId,
+        result: SendResult,
+        now: Micros,
+    ) -> Effect {
         let Some(a) = self.finish(attempt) else {
-            return; // purged meanwhile
+            return Effect::None; // purged meanwhile
         };
         let p = a.processor;
         let i = p.index();
@@ -600,7 +648,7 @@ impl Engine {
             view.failure_streak = if failed { view.failure_streak + 1 } else { 0 };
         }
         let Some(entry) = self.pending.get_mut(&a.id) else {
-            return;
+            return Effect::None;
         };
         match result {
             SendResult::Stored | SendResult::AlreadyStored => {
@@ -612,6 +660,12 @@ impl Engine {
                 self.pending.remove(&a.id);
                 self.summary.record(p, at, amount);
                 self.counters.processed[i] += 1;
+                Effect::Recorded {
+                    id: a.id,
+                    processor: p,
+                    requested_at: at,
+                    amount,
+                }
             }
             SendResult::Failed | SendResult::Throttled | SendResult::NotSent => {
                 self.counters.retries += 1;
@@ -619,11 +673,16 @@ impl Engine {
                     // An earlier request to `p` may still land: stay with `p`.
                     let delay = Self::retry_delay(&self.cfg, entry.tries);
                     self.pinned[i].push_back((Micros(now.0 + delay), a.id));
+                    Effect::None
                 } else {
                     // Nothing of this payment can be stored at `p`: a later send may
                     // carry a fresh timestamp, to either processor.
                     entry.requested_at[i] = None;
                     self.ready.push_front(a.id);
+                    Effect::Released {
+                        id: a.id,
+                        processor: p,
+                    }
                 }
             }
             SendResult::Unknown => {
@@ -632,20 +691,26 @@ impl Engine {
                 entry.tries = 0;
                 let delay = Self::retry_delay(&self.cfg, 1);
                 self.pinned[i].push_back((Micros(now.0 + delay), a.id));
+                Effect::None
             }
         }
     }
 
     /// Applies the outcome of a `Lookup`.
-    pub fn on_lookup_result(&mut self, attempt: AttemptId, result: LookupResult, now: Micros) {
+    pub fn on_lookup_result(
+        &mut self,
+        attempt: AttemptId,
+        result: LookupResult,
+        now: Micros,
+    ) -> Effect {
         let Some(a) = self.finish(attempt) else {
-            return;
+            return Effect::None;
         };
         debug_assert!(a.lookup);
         let p = a.processor;
         let i = p.index();
         let Some(entry) = self.pending.get_mut(&a.id) else {
-            return;
+            return Effect::None;
         };
         match result {
             LookupResult::Found => {
@@ -655,6 +720,12 @@ impl Engine {
                 self.summary.record(p, at, amount);
                 self.counters.processed[i] += 1;
                 self.counters.unknown_resolved += 1;
+                Effect::Recorded {
+                    id: a.id,
+                    processor: p,
+                    requested_at: at,
+                    amount,
+                }
             }
             LookupResult::NotFound => {
                 let since = entry.unknown_since[i].expect("pinned with an unknown fate");
@@ -673,16 +744,22 @@ impl Engine {
                     } else {
                         self.ready.push_front(a.id);
                     }
+                    Effect::Released {
+                        id: a.id,
+                        processor: p,
+                    }
                 } else {
                     // Not there yet: resending with the same timestamp is safe (one of
                     // the two copies gets 422) and finishes the payment sooner.
                     self.pinned[i].push_back((now, a.id));
+                    Effect::None
                 }
             }
             LookupResult::Error => {
                 entry.tries += 1; // keep the lookup/resend alternation on "lookup"
                 let delay = Self::retry_delay(&self.cfg, entry.tries);
                 self.pinned[i].push_back((Micros(now.0 + delay), a.id));
+                Effect::None
             }
         }
     }
@@ -691,6 +768,38 @@ impl Engine {
     /// and invariant checks.
     pub fn pending_ids(&self) -> impl Iterator<Item = &Uuid> {
         self.pending.keys()
+    }
+
+    /// Undoes a `submit` that was just accepted, when it could not be made durable:
+    /// the client gets an error and nothing of the payment remains.
+    pub fn cancel_accept(&mut self, id: &Uuid) {
+        if self.pending.remove(id).is_some() {
+            self.seen.remove(id);
+            self.ready.retain(|x| x != id);
+            self.counters.accepted -= 1;
+        }
+    }
+
+    /// Restores a snapshot's summary bucket (see `log.rs`).
+    pub fn restore_bucket(&mut self, p: Processor, ms: i64, totals: model::Totals) {
+        self.summary.restore_bucket(p, ms, totals);
+        self.counters.processed[p.index()] += totals.count;
+    }
+
+    /// Restores a snapshot's "this id is done" mark.
+    pub fn restore_seen(&mut self, id: Uuid) {
+        self.seen.insert(id);
+    }
+
+    /// What a snapshot must hold: the summary's buckets, the ids that are done, and
+    /// each pending payment with the timestamps it may have been sent with.
+    pub fn snapshot(&self) -> Snapshot<'_> {
+        Snapshot { engine: self }
+    }
+
+    /// Number of payments a snapshot would hold (done and pending).
+    pub fn live_payments(&self) -> usize {
+        self.seen.len()
     }
 
     /// Whether this correlationId was accepted since the last purge.

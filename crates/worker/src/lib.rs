@@ -9,10 +9,12 @@
 
 pub mod client;
 pub mod engine;
+pub mod log;
 
 use anyhow::Context;
 use client::{ClientConfig, HealthPoll, ProcessorClient};
-use engine::{Action, Engine, EngineConfig};
+use engine::{Action, Engine, EngineConfig, SendResult};
+use log::{LogConfig, PaymentLog, Record};
 use model::ipc::{split_frame, Reply, Request, SubmitStatus};
 use model::metrics::{Exposition, Histogram};
 use model::{Micros, Processor};
@@ -48,9 +50,18 @@ pub struct Args {
         default_value = "http://payment-processor-fallback:8080"
     )]
     pub fallback_url: String,
-    /// Directory of the payment log (created if missing).
+    /// Directory of the payment log (created if missing). Every accepted payment and
+    /// every outcome is written there before it is acknowledged, and replayed on start.
     #[arg(long, env = "PAYROUTE_DATA_DIR", default_value = "/var/lib/payroute")]
     pub data_dir: PathBuf,
+    /// Interval of the grouped fdatasync of the payment log, in ms: what a machine
+    /// crash (not a process crash) can lose at most. 0 leaves flushing to the kernel.
+    #[arg(long, env = "PAYROUTE_FSYNC_INTERVAL_MS", default_value_t = 20)]
+    pub fsync_interval_ms: u64,
+    /// Compact the payment log once it holds this many records (40 bytes each) and
+    /// more than twice what a snapshot needs.
+    #[arg(long, env = "PAYROUTE_COMPACT_MIN_RECORDS", default_value_t = 250_000)]
+    pub compact_min_records: u64,
     /// Payments waiting to be sent at most; beyond it POST /payments answers 503.
     #[arg(long, env = "PAYROUTE_QUEUE_CAPACITY", default_value_t = 200_000)]
     pub queue_capacity: usize,
@@ -85,6 +96,8 @@ pub struct Config {
     pub engine: EngineConfig,
     pub client: ClientConfig,
     pub health_interval: Duration,
+    /// The payment log; `None` keeps everything in memory only (tests).
+    pub log: Option<LogConfig>,
 }
 
 impl Config {
@@ -97,6 +110,7 @@ impl Config {
             engine: EngineConfig::default(),
             client: ClientConfig::default(),
             health_interval: Duration::from_secs(5),
+            log: None,
         }
     }
 
@@ -108,7 +122,33 @@ impl Config {
         c.engine.probe_interval_us = a.probe_interval_ms as i64 * 1000;
         c.client.request_timeout = Duration::from_millis(a.request_timeout_ms);
         c.health_interval = Duration::from_millis(a.health_interval_ms);
+        let mut log = LogConfig::new(a.data_dir.clone());
+        log.sync_interval =
+            (a.fsync_interval_ms > 0).then(|| Duration::from_millis(a.fsync_interval_ms));
+        log.compact_min_records = a.compact_min_records;
+        c.log = Some(log);
         c
+    }
+}
+
+/// The engine and its log, changed together under one lock so that the log's order is
+/// the engine's order.
+struct Core {
+    engine: Engine,
+    log: Option<PaymentLog>,
+}
+
+impl Core {
+    /// Appends and writes one record. A failure is logged; the caller decides what it
+    /// means.
+    fn write(&mut self, r: &Record) -> std::io::Result<()> {
+        match self.log.as_mut() {
+            Some(log) => {
+                log.append(r);
+                log.flush()
+            }
+            None => Ok(()),
+        }
     }
 }
 
@@ -116,7 +156,7 @@ impl Config {
 /// it is never held across an `.await`, every critical section is a few
 /// microseconds, and the runtime has one thread, so it is never contended.
 struct Shared {
-    engine: Mutex<Engine>,
+    core: Mutex<Core>,
     /// Wakes the dispatcher: new work, a finished attempt, a health change.
     wake: Notify,
     latency: Mutex<[Histogram; 2]>,
@@ -124,10 +164,10 @@ struct Shared {
 }
 
 impl Shared {
-    fn engine(&self) -> MutexGuard<'_, Engine> {
+    fn core(&self) -> MutexGuard<'_, Core> {
         // A panic while holding the lock aborts the process (panic = "abort" in
         // release builds); in tests, recover the guard rather than cascade.
-        self.engine.lock().unwrap_or_else(|e| e.into_inner())
+        self.core.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -137,8 +177,26 @@ pub async fn serve(
     listener: UnixListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let mut engine = Engine::new(config.engine.clone());
+    let log = match &config.log {
+        Some(cfg) => {
+            let (log, replay) = PaymentLog::open(cfg.clone())
+                .with_context(|| format!("opening the payment log in {}", cfg.dir.display()))?;
+            let r = log::restore(&mut engine, &replay.records, Micros::now());
+            tracing::info!(
+                log = %log.path().display(),
+                records = replay.records.len(),
+                done = r.done,
+                pending = r.pending,
+                maybe_sent = r.maybe_sent,
+                "payment log replayed"
+            );
+            Some(log)
+        }
+        None => None,
+    };
     let shared = Arc::new(Shared {
-        engine: Mutex::new(Engine::new(config.engine.clone())),
+        core: Mutex::new(Core { engine, log }),
         wake: Notify::new(),
         latency: Mutex::new(Default::default()),
         started: Instant::now(),
@@ -183,10 +241,13 @@ pub async fn serve(
     // Let requests in flight report their outcome, so that what a processor stored is
     // recorded before the process ends.
     let deadline = Instant::now() + config.client.request_timeout.min(Duration::from_secs(5));
-    while shared.engine().in_flight() > 0 && Instant::now() < deadline {
+    while shared.core().engine.in_flight() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let left = { shared.engine().queue_depth() + shared.engine().in_flight() };
+    let left = {
+        let c = shared.core();
+        c.engine.queue_depth() + c.engine.in_flight()
+    };
     if left > 0 {
         tracing::warn!("stopping with {left} payments not finished");
     }
@@ -249,15 +310,57 @@ async fn dispatch_loop(
     let mut actions = Vec::with_capacity(BATCH);
     loop {
         let wake_at = {
-            let mut e = shared.engine();
+            let mut guard = shared.core();
+            let c = &mut *guard;
             let now = Micros::now();
             while actions.len() < BATCH {
-                match e.next_action(now) {
+                match c.engine.next_action(now) {
                     Some(a) => actions.push(a),
                     None => break,
                 }
             }
-            e.next_wakeup()
+            if let Some(log) = c.log.as_mut() {
+                // Every timestamp is on disk before its request leaves: after a crash,
+                // the payment is resolved on that processor before anything else.
+                for a in &actions {
+                    if let Action::Send {
+                        id,
+                        processor,
+                        requested_at,
+                        ..
+                    } = *a
+                    {
+                        log.append(&Record::Sent {
+                            id,
+                            processor,
+                            requested_at,
+                        });
+                    }
+                }
+                if let Err(e) = log.flush() {
+                    tracing::error!("payment log write failed; holding sends back: {e}");
+                    for a in actions.drain(..) {
+                        match a {
+                            Action::Send { attempt, .. } => {
+                                c.engine.on_send_result(attempt, SendResult::NotSent, now);
+                            }
+                            Action::Lookup { attempt, .. } => {
+                                c.engine.on_lookup_result(
+                                    attempt,
+                                    engine::LookupResult::Error,
+                                    now,
+                                );
+                            }
+                        }
+                    }
+                }
+                if log.wants_compaction(c.engine.live_payments()) {
+                    if let Err(e) = log.compact(&c.engine) {
+                        tracing::error!("payment log compaction failed: {e}");
+                    }
+                }
+            }
+            c.engine.next_wakeup()
         };
         let full = actions.len() == BATCH;
         for a in actions.drain(..) {
@@ -298,10 +401,15 @@ async fn execute(
                 .await;
             let elapsed = started.elapsed().as_secs_f64();
             {
-                let mut e = shared.engine();
-                let was_failing = e.view(processor).failing();
-                e.on_send_result(attempt, result, Micros::now());
-                let failing = e.view(processor).failing();
+                let mut c = shared.core();
+                let was_failing = c.engine.view(processor).failing();
+                let effect = c.engine.on_send_result(attempt, result, Micros::now());
+                if let Some(r) = Record::of_effect(effect) {
+                    if let Err(e) = c.write(&r) {
+                        tracing::error!("payment log write failed: {e}");
+                    }
+                }
+                let failing = c.engine.view(processor).failing();
                 if failing != was_failing {
                     tracing::info!(
                         processor = processor.name(),
@@ -321,9 +429,13 @@ async fn execute(
             id,
         } => {
             let result = client.lookup(&urls[processor.index()], id).await;
-            shared
-                .engine()
-                .on_lookup_result(attempt, result, Micros::now());
+            let mut c = shared.core();
+            let effect = c.engine.on_lookup_result(attempt, result, Micros::now());
+            if let Some(r) = Record::of_effect(effect) {
+                if let Err(e) = c.write(&r) {
+                    tracing::error!("payment log write failed: {e}");
+                }
+            }
         }
     }
     shared.wake.notify_one();
@@ -345,10 +457,10 @@ async fn poll_health(
         let wait = match client.health(&url).await {
             HealthPoll::Report(r) => {
                 let changed = {
-                    let mut e = shared.engine();
-                    let before = e.view(p).failing();
-                    e.on_health(p, r, Micros::now());
-                    before != e.view(p).failing()
+                    let mut c = shared.core();
+                    let before = c.engine.view(p).failing();
+                    c.engine.on_health(p, r, Micros::now());
+                    before != c.engine.view(p).failing()
                 };
                 if changed || last_error.take().is_some() {
                     tracing::info!(
@@ -425,15 +537,29 @@ async fn serve_ipc(stream: UnixStream, shared: Arc<Shared>) {
 fn handle(shared: &Shared, req: Request, woke: &mut bool) -> Reply {
     match req {
         Request::Submit { id, amount } => {
-            let status = shared.engine().submit(id, amount);
+            let mut c = shared.core();
+            let mut status = c.engine.submit(id, amount);
             if status == SubmitStatus::Accepted {
-                *woke = true;
+                // Durable before acknowledged: a crash after this reply loses nothing.
+                if let Err(e) = c.write(&Record::Accepted { id, amount }) {
+                    tracing::error!("payment log write failed; refusing payments: {e}");
+                    c.engine.cancel_accept(&id);
+                    status = SubmitStatus::Unavailable;
+                } else {
+                    *woke = true;
+                }
             }
             Reply::Submit(status)
         }
-        Request::Summary(q) => Reply::Summary(shared.engine().summary(&q)),
+        Request::Summary(q) => Reply::Summary(shared.core().engine.summary(&q)),
         Request::Purge => {
-            shared.engine().purge();
+            let mut c = shared.core();
+            c.engine.purge();
+            if let Some(log) = c.log.as_mut() {
+                if let Err(e) = log.clear() {
+                    tracing::error!("emptying the payment log failed: {e}");
+                }
+            }
             tracing::info!("purged every payment");
             Reply::Purged
         }
@@ -443,7 +569,8 @@ fn handle(shared: &Shared, req: Request, woke: &mut bool) -> Reply {
 }
 
 fn health_json(shared: &Shared) -> String {
-    let e = shared.engine();
+    let c = shared.core();
+    let e = &c.engine;
     let now = Micros::now();
     let view = |p: Processor| {
         let v = e.view(p);
@@ -473,7 +600,8 @@ fn health_json(shared: &Shared) -> String {
 }
 
 fn metrics_text(shared: &Shared) -> String {
-    let e = shared.engine();
+    let core = shared.core();
+    let e = &core.engine;
     let now = Micros::now();
     let c = e.counters.clone();
     let mut x = Exposition::new();
@@ -615,7 +743,15 @@ fn metrics_text(shared: &Shared) -> String {
             e.view(p).expected_latency_us(now) as f64 / 1e6,
         );
     }
-    drop(e);
+    if let Some(log) = &core.log {
+        x.family(
+            "payroute_log_records",
+            "gauge",
+            "Records in the payment log.",
+        )
+        .sample("payroute_log_records", "", log.records() as f64);
+    }
+    drop(core);
     x.family(
         "payroute_processor_request_duration_seconds",
         "histogram",
