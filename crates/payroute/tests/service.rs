@@ -1,0 +1,423 @@
+//! The service end to end on real sockets, in one process: two emulated processors,
+//! the worker and two api instances, each on its own 127.0.0.1 port (the worker on a
+//! Unix socket). Checks the promises of SPEC §1: every accepted payment reaches
+//! exactly one processor once, the summary equals the processors' books for several
+//! windows (also while they are slow or failing), duplicates count once, bad input
+//! changes nothing.
+
+mod common;
+
+use common::{get, post_json, request, test_dir, uuid, wait_for, Answer};
+use netio::{CancellationToken, ListenAddr, Listener};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+const TOKEN: (&str, &str) = ("X-Rinha-Token", "123");
+
+struct Harness {
+    rt: Option<tokio::runtime::Runtime>,
+    shutdown: CancellationToken,
+    apis: [String; 2],
+    default: String,
+    fallback: String,
+}
+
+impl Harness {
+    fn start(name: &str, tweak: impl FnOnce(&mut worker::Config)) -> Harness {
+        let dir = test_dir(name);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let shutdown = CancellationToken::new();
+        let (apis, default, fallback) = rt.block_on(async {
+            let tcp = || Listener::bind(&"127.0.0.1:0".parse().unwrap(), false).unwrap();
+            let url = |l: &Listener| match l.local_addr().unwrap() {
+                ListenAddr::Tcp(a) => format!("http://{a}"),
+                ListenAddr::Unix(_) => unreachable!(),
+            };
+            let mut procs = Vec::new();
+            for fee in [0.05, 0.15] {
+                let l = tcp();
+                procs.push(url(&l));
+                let cfg = emulator::Config {
+                    fee,
+                    token: "123".into(),
+                    health_window: Duration::from_millis(200),
+                    health_waiters: 2,
+                    max_in_flight: 800,
+                    max_queued: 500,
+                    manual_health_windows: false,
+                };
+                tokio::spawn(emulator::serve_config(l, cfg, shutdown.clone()));
+            }
+            let socket: PathBuf = dir.join("worker.sock");
+            let mut wcfg = worker::Config::new(&procs[0], &procs[1]);
+            wcfg.health_interval = Duration::from_millis(200);
+            wcfg.engine.probe_interval_us = 100_000;
+            tweak(&mut wcfg);
+            let wl = tokio::net::UnixListener::bind(&socket).unwrap();
+            tokio::spawn(worker::serve(wcfg, wl, shutdown.clone()));
+            let mut apis = Vec::new();
+            for _ in 0..2 {
+                let l = tcp();
+                apis.push(url(&l));
+                tokio::spawn(api::serve(
+                    api::Config::new(socket.clone()),
+                    l,
+                    shutdown.clone(),
+                ));
+            }
+            (
+                [apis[0].clone(), apis[1].clone()],
+                procs[0].clone(),
+                procs[1].clone(),
+            )
+        });
+        let h = Harness {
+            rt: Some(rt),
+            shutdown,
+            apis,
+            default,
+            fallback,
+        };
+        wait_for(
+            Duration::from_secs(5),
+            "the api to reach the worker",
+            || (get(&h.apis[0], "/health").ok()?.status == 200).then_some(()),
+        );
+        h
+    }
+
+    fn configure(&self, processor: &str, what: &str, value: &str) {
+        let body = format!(r#"{{"{what}":{value}}}"#);
+        let r = request(
+            processor,
+            "PUT",
+            &format!("/admin/configurations/{what}"),
+            &[TOKEN],
+            Some(&body),
+        )
+        .unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+
+    fn pay(&self, api: usize, id: &str, amount: &str) -> Answer {
+        post_json(
+            &self.apis[api % 2],
+            "/payments",
+            &format!(r#"{{"correlationId":"{id}","amount":{amount}}}"#),
+        )
+        .unwrap()
+    }
+
+    fn health(&self) -> serde_json::Value {
+        get(&self.apis[0], "/health").unwrap().json()
+    }
+
+    /// Waits until everything accepted is processed.
+    fn drain(&self, limit: Duration) {
+        wait_for(limit, "the queue to drain", || {
+            let h = self.health();
+            let processed =
+                h["processed"]["default"].as_u64()? + h["processed"]["fallback"].as_u64()?;
+            (h["queue_depth"] == 0
+                && h["in_flight"] == 0
+                && Some(processed) == h["accepted"].as_u64())
+            .then_some(())
+        });
+    }
+
+    /// (count, amount in cents) per processor, from the backend (through `api`).
+    fn backend(&self, api: usize, query: &str) -> [(u64, i64); 2] {
+        let v = get(&self.apis[api], &format!("/payments-summary{query}"))
+            .unwrap()
+            .json();
+        ["default", "fallback"].map(|p| {
+            (
+                v[p]["totalRequests"].as_u64().unwrap(),
+                cents(&v[p]["totalAmount"]),
+            )
+        })
+    }
+
+    /// The same from the processors' own books.
+    fn books(&self, query: &str) -> [(u64, i64); 2] {
+        [&self.default, &self.fallback].map(|base| {
+            let r = request(
+                base,
+                "GET",
+                &format!("/admin/payments-summary{query}"),
+                &[TOKEN],
+                None,
+            )
+            .unwrap();
+            let v = r.json();
+            (
+                v["totalRequests"].as_u64().unwrap(),
+                cents(&v["totalAmount"]),
+            )
+        })
+    }
+
+    fn stored_at(&self, id: &str) -> (bool, bool) {
+        let has = |base: &str| get(base, &format!("/payments/{id}")).unwrap().status == 200;
+        (has(&self.default), has(&self.fallback))
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_timeout(Duration::from_secs(3));
+        }
+    }
+}
+
+fn cents(v: &serde_json::Value) -> i64 {
+    (v.as_f64().unwrap() * 100.0).round() as i64
+}
+
+fn iso(t: std::time::SystemTime) -> String {
+    let us = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64;
+    model::Micros(us).to_millis_string()
+}
+
+#[test]
+fn every_payment_reaches_one_processor_once_and_summaries_agree() {
+    let h = Harness::start("once", |_| {});
+    let t0 = std::time::SystemTime::now() - Duration::from_secs(1);
+    let mut ids = Vec::new();
+    // Phase 1: both healthy. Phase 2: default failing. Phase 3: default back, slow.
+    for phase in 0..3 {
+        match phase {
+            1 => h.configure(&h.default, "failure", "true"),
+            2 => {
+                h.configure(&h.default, "failure", "false");
+                h.configure(&h.default, "delay", "50");
+            }
+            _ => {}
+        }
+        for k in 0..60 {
+            let id = uuid();
+            let r = h.pay(k, &id, "19.90");
+            assert!(r.status == 202, "{} {}", r.status, r.body);
+            ids.push(id);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    h.drain(Duration::from_secs(20));
+    let mut on = [0u64; 2];
+    for id in &ids {
+        match h.stored_at(id) {
+            (true, false) => on[0] += 1,
+            (false, true) => on[1] += 1,
+            other => panic!("{id} stored at (default, fallback) = {other:?}"),
+        }
+    }
+    assert_eq!(on[0] + on[1], 180);
+    assert!(
+        on[1] > 0,
+        "default failing must have sent some to the fallback"
+    );
+    let t1 = std::time::SystemTime::now() + Duration::from_secs(1);
+    let windows = [
+        String::new(),
+        format!("?from={}&to={}", iso(t0), iso(t1)),
+        format!("?from={}", iso(t0 + Duration::from_millis(1500))),
+        format!("?to={}", iso(t0 + Duration::from_millis(1500))),
+        format!(
+            "?from={}&to={}",
+            iso(t0 + Duration::from_millis(1200)),
+            iso(t0 + Duration::from_millis(1700))
+        ),
+    ];
+    for w in &windows {
+        // The processors count everything when a bound is missing; payroute treats it
+        // as unbounded on that side (SPEC §1): ask the books the equivalent window.
+        let mut books_w = w.clone();
+        if w.contains("from=") && !w.contains("to=") {
+            books_w.push_str("&to=2999-01-01T00:00:00.000Z");
+        } else if w.contains("to=") && !w.contains("from=") {
+            books_w = format!("?from=1970-01-01T00:00:00.000Z&{}", &w[1..]);
+        }
+        let books = h.books(&books_w);
+        assert_eq!(h.backend(0, w), books, "window {w:?}");
+        assert_eq!(
+            h.backend(1, w),
+            books,
+            "window {w:?} through the second api"
+        );
+    }
+    assert_eq!(h.backend(0, "")[0].0 + h.backend(0, "")[1].0, 180);
+    assert_eq!(h.backend(0, "")[0].1 + h.backend(0, "")[1].1, 180 * 1990);
+}
+
+#[test]
+fn summary_agrees_with_the_books_while_processors_are_slow_or_failing() {
+    let h = Harness::start("live", |_| {});
+    h.configure(&h.default, "delay", "300");
+    h.configure(&h.fallback, "delay", "20");
+    let started = Instant::now();
+    let mut next_check = Duration::from_millis(2500);
+    let mut checks = 0;
+    let mut k = 0;
+    while started.elapsed() < Duration::from_secs(6) {
+        if started.elapsed() > Duration::from_secs(3) && k == 150 {
+            h.configure(&h.default, "failure", "true");
+        }
+        assert_eq!(h.pay(k, &uuid(), "20.05").status, 202);
+        k += 1;
+        std::thread::sleep(Duration::from_millis(10));
+        if started.elapsed() >= next_check {
+            // The official checker's window: [now - 15 s, now - 2 s].
+            let now = std::time::SystemTime::now();
+            let w = format!(
+                "?from={}&to={}",
+                iso(now - Duration::from_secs(15)),
+                iso(now - Duration::from_secs(2))
+            );
+            assert_eq!(
+                h.backend(k % 2, &w),
+                h.books(&w),
+                "check {checks} at {:?}",
+                started.elapsed()
+            );
+            checks += 1;
+            next_check += Duration::from_millis(700);
+        }
+    }
+    assert!(checks >= 4);
+    h.drain(Duration::from_secs(20));
+    assert_eq!(h.backend(0, ""), h.books(""));
+}
+
+#[test]
+fn duplicates_count_once() {
+    let h = Harness::start("dup", |_| {});
+    let id = uuid();
+    assert_eq!(h.pay(0, &id, "19.90").status, 202);
+    let again = h.pay(1, &id, "19.90");
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(h.pay(0, &id.to_uppercase(), "5.00").status, 200);
+    h.drain(Duration::from_secs(10));
+    assert_eq!(h.backend(0, "")[0].0 + h.backend(0, "")[1].0, 1);
+    assert_eq!(h.books(""), h.backend(1, ""));
+}
+
+#[test]
+fn bad_input_gets_400_and_changes_nothing() {
+    let h = Harness::start("bad", |_| {});
+    let id = uuid();
+    let cases: &[(&str, &str)] = &[
+        ("not json", "body"),
+        ("{}", "correlationId"),
+        (r#"{"correlationId":"nope","amount":1}"#, "correlationId"),
+        (&format!(r#"{{"correlationId":"{id}"}}"#), "amount"),
+        (
+            &format!(r#"{{"correlationId":"{id}","amount":-3}}"#),
+            "amount",
+        ),
+        (
+            &format!(r#"{{"correlationId":"{id}","amount":0}}"#),
+            "amount",
+        ),
+        (
+            &format!(r#"{{"correlationId":"{id}","amount":"1.00"}}"#),
+            "amount",
+        ),
+        (
+            &format!(r#"{{"correlationId":"{id}","amount":1.001}}"#),
+            "amount",
+        ),
+    ];
+    for (body, field) in cases {
+        let r = post_json(&h.apis[0], "/payments", body).unwrap();
+        assert_eq!(r.status, 400, "{body}");
+        assert_eq!(r.json()["field"], *field, "{body}");
+    }
+    let huge = format!(
+        r#"{{"correlationId":"{id}","amount":1,"pad":"{}"}}"#,
+        "x".repeat(10_000)
+    );
+    assert_eq!(
+        post_json(&h.apis[0], "/payments", &huge).unwrap().status,
+        413
+    );
+    for q in [
+        "?from=yesterday",
+        "?to=2025-13-01T00:00:00Z",
+        "?from=2025-07-10T13:00:00Z&to=2025-07-10T12:00:00Z",
+    ] {
+        let r = get(&h.apis[1], &format!("/payments-summary{q}")).unwrap();
+        assert_eq!(r.status, 400, "{q}");
+        assert!(r.json()["error"].is_string());
+    }
+    assert_eq!(get(&h.apis[0], "/nope").unwrap().status, 404);
+    assert_eq!(
+        request(&h.apis[0], "DELETE", "/payments", &[], None)
+            .unwrap()
+            .status,
+        405
+    );
+    // Nothing was queued: the id is still new.
+    assert_eq!(h.health()["accepted"], 0);
+    assert_eq!(h.pay(0, &id, "1").status, 202);
+}
+
+#[test]
+fn purge_empties_everything() {
+    let h = Harness::start("purge", |_| {});
+    for k in 0..10 {
+        h.pay(k, &uuid(), "1.50");
+    }
+    h.drain(Duration::from_secs(10));
+    let r = post_json(&h.apis[1], "/purge-payments", "").unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(h.backend(0, ""), [(0, 0), (0, 0)]);
+    assert_eq!(h.health()["accepted"], 0);
+}
+
+#[test]
+fn queue_full_and_worker_down_answer_503_json() {
+    let h = Harness::start("full", |c| c.engine.queue_capacity = 2);
+    // Both processors failing: nothing drains, so the queue fills.
+    h.configure(&h.default, "failure", "true");
+    h.configure(&h.fallback, "failure", "true");
+    h.configure(&h.default, "delay", "2000");
+    h.configure(&h.fallback, "delay", "2000");
+    std::thread::sleep(Duration::from_millis(500));
+    let statuses: Vec<u16> = (0..6).map(|k| h.pay(k, &uuid(), "1").status).collect();
+    assert!(statuses.contains(&503), "{statuses:?}");
+    let full = statuses.iter().position(|&s| s == 503).unwrap();
+    let _ = full;
+    // An api whose worker is unreachable.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let l = rt.block_on(async { Listener::bind(&"127.0.0.1:0".parse().unwrap(), false).unwrap() });
+    let url = match l.local_addr().unwrap() {
+        ListenAddr::Tcp(a) => format!("http://{a}"),
+        ListenAddr::Unix(_) => unreachable!(),
+    };
+    let cfg = api::Config::new(test_dir("nowhere").join("missing.sock"));
+    let sd = shutdown.clone();
+    let server = std::thread::spawn(move || rt.block_on(api::serve(cfg, l, sd)));
+    let r = wait_for(Duration::from_secs(5), "the lonely api", || {
+        post_json(
+            &url,
+            "/payments",
+            &format!(r#"{{"correlationId":"{}","amount":1}}"#, uuid()),
+        )
+        .ok()
+    });
+    assert_eq!(r.status, 503);
+    assert!(r.json()["error"].as_str().unwrap().contains("worker"));
+    assert_eq!(get(&url, "/health").unwrap().status, 503);
+    shutdown.cancel();
+    server.join().unwrap().unwrap();
+}
