@@ -183,47 +183,34 @@ pub struct UpConfig {
     pub limits: Limits,
     /// Sockets, configs and logs go here.
     pub run_dir: PathBuf,
-    /// Interface of the public port and of the emulators (`0.0.0.0`: all; tests use
-    /// `127.0.0.1`).
+}
+
+/// How [`start_with`] runs an [`UpConfig`]: what the CLI sets and programs rarely need.
+#[derive(Debug, Clone)]
+pub struct StartOptions {
+    /// Interface of the public port and of the emulators. [`start`] uses `127.0.0.1`
+    /// (the bench and the tests reach everything locally); `payroute up` uses `0.0.0.0`
+    /// by default, as the compose deployment publishes 9999 on every interface.
     pub host: IpAddr,
     /// What happens when a role exits while running.
     pub restart: Restart,
-    /// Bound of the wait in [`start`].
+    /// Bound of the wait for readiness.
     pub ready_timeout: Duration,
 }
 
-impl UpConfig {
-    /// The defaults of `payroute up`: port 9999 on all interfaces, emulators on 8001 and
-    /// 8002 with the official compose file's fees, embedded load balancer, no limits,
-    /// restarts on.
-    pub fn new(exe: impl Into<PathBuf>, run_dir: impl Into<PathBuf>) -> UpConfig {
-        UpConfig {
-            exe: exe.into(),
-            port: 9999,
-            default_url: None,
-            fallback_url: None,
-            emulator_fees: (0.05, 0.15),
-            emulator_ports: (8001, 8002),
-            lb: Lb::Embedded,
-            limits: Limits::Off,
-            run_dir: run_dir.into(),
-            host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+impl Default for StartOptions {
+    fn default() -> Self {
+        StartOptions {
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
             restart: Restart::Always,
             ready_timeout: DEFAULT_READY_TIMEOUT,
         }
     }
+}
 
-    fn from_args(args: &Args, exe: PathBuf) -> UpConfig {
-        UpConfig {
-            exe,
-            port: args.port,
-            default_url: args.default_url.clone(),
-            fallback_url: args.fallback_url.clone(),
-            emulator_fees: (args.default_fee, args.fallback_fee),
-            emulator_ports: (args.default_port, args.fallback_port),
-            lb: args.lb,
-            limits: args.limits,
-            run_dir: args.run_dir.clone(),
+impl StartOptions {
+    fn from_args(args: &Args) -> StartOptions {
+        StartOptions {
             host: args.host,
             restart: args.restart,
             ready_timeout: Duration::from_secs(args.ready_timeout_secs),
@@ -240,6 +227,38 @@ impl UpConfig {
     }
 }
 
+impl UpConfig {
+    /// The defaults of `payroute up`: port 9999, emulators on 8001 and 8002 with the
+    /// official compose file's fees, embedded load balancer, no limits.
+    pub fn new(exe: impl Into<PathBuf>, run_dir: impl Into<PathBuf>) -> UpConfig {
+        UpConfig {
+            exe: exe.into(),
+            port: 9999,
+            default_url: None,
+            fallback_url: None,
+            emulator_fees: (0.05, 0.15),
+            emulator_ports: (8001, 8002),
+            lb: Lb::Embedded,
+            limits: Limits::Off,
+            run_dir: run_dir.into(),
+        }
+    }
+
+    fn from_args(args: &Args, exe: PathBuf) -> UpConfig {
+        UpConfig {
+            exe,
+            port: args.port,
+            default_url: args.default_url.clone(),
+            fallback_url: args.fallback_url.clone(),
+            emulator_fees: (args.default_fee, args.fallback_fee),
+            emulator_ports: (args.default_port, args.fallback_port),
+            lb: args.lb,
+            limits: args.limits,
+            run_dir: args.run_dir.clone(),
+        }
+    }
+}
+
 /// Resource use of one process.
 #[derive(Debug, Clone)]
 pub struct ProcessUsage {
@@ -250,10 +269,16 @@ pub struct ProcessUsage {
     /// Time throttled by its CPU quota; `None` when no cgroup limit is enforced.
     pub throttled_seconds: Option<f64>,
     pub limits_enforced: bool,
+}
+
+/// [`ProcessUsage`] and what only the launcher knows about the process.
+#[derive(Debug, Clone)]
+pub struct UsageDetail {
+    pub usage: ProcessUsage,
     /// Peak memory charged to its cgroup (page cache included), when limits are
     /// enforced: what the memory limit is compared with.
     pub cgroup_peak_bytes: Option<u64>,
-    /// Times it was restarted (usage covers every incarnation).
+    /// Times it was restarted (the usage covers every incarnation).
     pub restarts: u32,
 }
 
@@ -433,6 +458,11 @@ impl Running {
 
     /// Resource use of each process so far (every incarnation of a restarted role).
     pub fn usage(&self) -> Vec<ProcessUsage> {
+        self.usage_details().into_iter().map(|d| d.usage).collect()
+    }
+
+    /// [`Running::usage`] with cgroup peak memory and restart counts.
+    pub fn usage_details(&self) -> Vec<UsageDetail> {
         let procs = lock(&self.shared.procs);
         let cgroups = lock(&self.shared.cgroups);
         procs
@@ -488,11 +518,20 @@ impl Running {
     /// Stops every process (load balancer, api instances, worker, processors, in that
     /// order, each by SIGTERM to its process group and SIGKILL after a grace period),
     /// removes the cgroups, and returns the final usage.
-    pub fn stop(mut self) -> anyhow::Result<Vec<ProcessUsage>> {
+    pub fn stop(self) -> anyhow::Result<Vec<ProcessUsage>> {
+        Ok(self
+            .stop_with_details()?
+            .into_iter()
+            .map(|d| d.usage)
+            .collect())
+    }
+
+    /// [`Running::stop`], returning [`UsageDetail`]s.
+    pub fn stop_with_details(mut self) -> anyhow::Result<Vec<UsageDetail>> {
         self.shutdown()
     }
 
-    fn shutdown(&mut self) -> anyhow::Result<Vec<ProcessUsage>> {
+    fn shutdown(&mut self) -> anyhow::Result<Vec<UsageDetail>> {
         if self.stopped {
             return Ok(Vec::new());
         }
@@ -503,7 +542,7 @@ impl Running {
         }
         let mut procs = lock(&self.shared.procs);
         // Final usage, read while the processes still exist.
-        let usage: Vec<ProcessUsage> = {
+        let usage: Vec<UsageDetail> = {
             let cgroups = lock(&self.shared.cgroups);
             procs
                 .iter()
@@ -595,26 +634,33 @@ fn stop_batch(batch: &mut [&mut Proc]) -> Vec<String> {
     failures
 }
 
-fn usage_of(p: &Proc, cgroups: Option<&Cgroups>) -> ProcessUsage {
+fn usage_of(p: &Proc, cgroups: Option<&Cgroups>) -> UsageDetail {
     let current = p.sample_now().unwrap_or(p.last);
     let total = p.prior.add(current);
     let group = cgroups.filter(|g| g.has(&p.spec.name));
-    ProcessUsage {
-        name: p.spec.name.clone(),
-        pid: p.pid,
-        cpu_seconds: total.cpu_seconds,
-        peak_rss_bytes: total.peak_rss_bytes,
-        throttled_seconds: group.and_then(|g| g.throttled_seconds(&p.spec.name)),
-        limits_enforced: group.is_some(),
+    UsageDetail {
+        usage: ProcessUsage {
+            name: p.spec.name.clone(),
+            pid: p.pid,
+            cpu_seconds: total.cpu_seconds,
+            peak_rss_bytes: total.peak_rss_bytes,
+            throttled_seconds: group.and_then(|g| g.throttled_seconds(&p.spec.name)),
+            limits_enforced: group.is_some(),
+        },
         cgroup_peak_bytes: group.and_then(|g| g.memory_peak_bytes(&p.spec.name)),
         restarts: p.restarts,
     }
 }
 
-/// Starts the topology and waits (at most `config.ready_timeout`) until the load
+/// Starts the topology on 127.0.0.1 (see [`StartOptions`]) and waits until the load
 /// balancer's port answers `GET /health` with 200. On failure, everything started is
 /// stopped and the error names the role that failed, with the end of its log.
 pub fn start(config: &UpConfig) -> anyhow::Result<Running> {
+    start_with(config, &StartOptions::default())
+}
+
+/// [`start`] with explicit [`StartOptions`] (interface, restart policy, readiness bound).
+pub fn start_with(config: &UpConfig, options: &StartOptions) -> anyhow::Result<Running> {
     if !config.exe.is_file() {
         bail!("payroute executable {} not found", config.exe.display());
     }
@@ -632,8 +678,8 @@ pub fn start(config: &UpConfig) -> anyhow::Result<Running> {
         })?),
     };
     let run_dir = prepare_run_dir(&config.run_dir)?;
-    let host = config.connect_host();
-    let public_addr = SocketAddr::new(config.host, config.port);
+    let host = options.connect_host();
+    let public_addr = SocketAddr::new(options.host, config.port);
     let backend_addr = SocketAddr::new(host, config.port);
 
     let limits_status;
@@ -669,7 +715,7 @@ pub fn start(config: &UpConfig) -> anyhow::Result<Running> {
         events: Mutex::new(Vec::new()),
         stopping: AtomicBool::new(false),
         cgroups: Mutex::new(cgroups),
-        restart: config.restart,
+        restart: options.restart,
     });
     let url = |addr: SocketAddr| format!("http://{addr}");
     let (default_url, fallback_url) = match (&config.default_url, &config.fallback_url) {
@@ -694,11 +740,11 @@ pub fn start(config: &UpConfig) -> anyhow::Result<Running> {
         public_addr,
         stopped: false,
     };
-    let deadline = Instant::now() + config.ready_timeout;
+    let deadline = Instant::now() + options.ready_timeout;
     let mut starter = Starter {
         shared: &shared,
         deadline,
-        timeout: config.ready_timeout,
+        timeout: options.ready_timeout,
     };
     let exe = &config.exe;
     let spec = |name: &str, args: Vec<OsString>, address: String| Spec {
@@ -716,7 +762,7 @@ pub fn start(config: &UpConfig) -> anyhow::Result<Running> {
         let ports = [config.emulator_ports.0, config.emulator_ports.1];
         let fees = [config.emulator_fees.0, config.emulator_fees.1];
         for (i, which) in ["default", "fallback"].into_iter().enumerate() {
-            let listen = SocketAddr::new(config.host, ports[i]);
+            let listen = SocketAddr::new(options.host, ports[i]);
             let args = os_args(&[
                 "processor",
                 "--listen",
@@ -802,7 +848,7 @@ pub fn start(config: &UpConfig) -> anyhow::Result<Running> {
         let (config_path, text, args) = match config.lb {
             Lb::Nginx => {
                 let path = run_dir.join("nginx.conf");
-                let text = lbconf::native_nginx(&run_dir, config.host, config.port)?;
+                let text = lbconf::native_nginx(&run_dir, options.host, config.port)?;
                 // -e: errors before the config is read go to stderr, not /var/log.
                 // -p: relative paths resolve in the run dir. daemon off: stay in the
                 // foreground, as a child we supervise.
@@ -820,7 +866,7 @@ pub fn start(config: &UpConfig) -> anyhow::Result<Running> {
             }
             Lb::Haproxy => {
                 let path = run_dir.join("haproxy.cfg");
-                let text = lbconf::native_haproxy(&run_dir, config.host, config.port)?;
+                let text = lbconf::native_haproxy(&run_dir, options.host, config.port)?;
                 // -db: foreground, no daemon.
                 let args = vec!["-db".into(), "-f".into(), path.clone().into_os_string()];
                 (path, text, args)
@@ -1124,6 +1170,7 @@ fn supervise(shared: &Shared) {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the payroute executable")?;
     let config = UpConfig::from_args(&args, exe);
+    let options = StartOptions::from_args(&args);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -1138,7 +1185,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "payroute up: starting (logs in {})",
             config.run_dir.display()
         );
-        let running = start(&config)?;
+        let running = start_with(&config, &options)?;
         println!("{}", running.describe());
         println!("Ctrl-C stops everything.");
         let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -1154,7 +1201,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
         };
         eprintln!("payroute up: {why}: stopping everything");
-        let usage = running.stop()?;
+        let usage = running.stop_with_details()?;
         println!("{}", usage_table(&usage));
         println!("stopped; logs kept in {}", config.run_dir.display());
         Ok(())
@@ -1162,23 +1209,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// Final resource use, for the operator.
-pub fn usage_table(usage: &[ProcessUsage]) -> String {
+pub fn usage_table(usage: &[UsageDetail]) -> String {
     let mut out = format!(
         "{:<20} {:>8} {:>10} {:>12} {:>12} {:>9}\n",
         "ROLE", "CPU s", "peak RSS", "cgroup peak", "throttled s", "restarts"
     );
-    for u in usage {
+    for d in usage {
+        let u = &d.usage;
         let mib = |b: u64| format!("{:.1} MiB", b as f64 / 1048576.0);
         out.push_str(&format!(
             "{:<20} {:>8.2} {:>10} {:>12} {:>12} {:>9}\n",
             u.name,
             u.cpu_seconds,
             mib(u.peak_rss_bytes),
-            u.cgroup_peak_bytes.map(mib).unwrap_or_else(|| "-".into()),
+            d.cgroup_peak_bytes.map(mib).unwrap_or_else(|| "-".into()),
             u.throttled_seconds
                 .map(|s| format!("{s:.2}"))
                 .unwrap_or_else(|| "-".into()),
-            u.restarts
+            d.restarts
         ));
     }
     out
@@ -1199,9 +1247,12 @@ mod tests {
     fn cli_defaults_match_up_config_defaults() {
         let cli = Cli::try_parse_from(["up"]).unwrap();
         let from_args = UpConfig::from_args(&cli.args, "/x".into());
-        let mut new = UpConfig::new("/x", from_args.run_dir.clone());
-        new.restart = from_args.restart;
+        let new = UpConfig::new("/x", from_args.run_dir.clone());
         assert_eq!(format!("{from_args:?}"), format!("{new:?}"));
+        let options = StartOptions::from_args(&cli.args);
+        assert_eq!(options.host, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        assert_eq!(options.restart, StartOptions::default().restart);
+        assert_eq!(options.ready_timeout, StartOptions::default().ready_timeout);
     }
 
     #[test]
@@ -1220,7 +1271,10 @@ mod tests {
 
     #[test]
     fn connect_host_is_loopback_for_wildcards() {
-        let mut c = UpConfig::new("/x", "/y");
+        let mut c = StartOptions {
+            host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            ..StartOptions::default()
+        };
         assert_eq!(c.connect_host(), IpAddr::V4(Ipv4Addr::LOCALHOST));
         c.host = "::".parse().unwrap();
         assert_eq!(c.connect_host(), IpAddr::V6(Ipv6Addr::LOCALHOST));

@@ -63,6 +63,8 @@ pub(crate) fn spawn(spec: &Spec) -> io::Result<Child> {
     let child = Command::new(&spec.program)
         .args(&spec.args)
         .stdin(Stdio::null())
+        // Their output goes to a file, where terminal colour codes are noise.
+        .env("NO_COLOR", "1")
         .stdout(log.try_clone()?)
         .stderr(log)
         .process_group(0)
