@@ -19,8 +19,8 @@ const MAX_BODY_BYTES: usize = 16 * 1024;
 /// The admin header.
 const TOKEN_HEADER: &str = "x-rinha-token";
 
-/// What `GET /emulator-stats`-like callers (tests, the launcher) can see of a running
-/// processor.
+/// A snapshot of a running processor's counters, for tests and the launcher (the
+/// official API has no such endpoint, so it is not served over HTTP).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stats {
     /// `POST /payments` requests past the concurrency limiter, not yet answered or,
