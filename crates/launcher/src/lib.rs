@@ -678,6 +678,9 @@ pub fn start_with(config: &UpConfig, options: &StartOptions) -> anyhow::Result<R
         })?),
     };
     let run_dir = prepare_run_dir(&config.run_dir)?;
+    if config.lb == Lb::Nginx {
+        check_reachable_by_nginx_workers(&run_dir)?;
+    }
     let host = options.connect_host();
     let public_addr = SocketAddr::new(options.host, config.port);
     let backend_addr = SocketAddr::new(host, config.port);
@@ -1066,6 +1069,36 @@ fn prepare_run_dir(dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
+/// nginx started by root runs its worker processes as `nobody`, and they must reach
+/// the api sockets in the run directory: every directory above it must be searchable
+/// by others. Checked up front, because otherwise every request fails with a 502 and
+/// the cause is far from obvious.
+fn check_reachable_by_nginx_workers(run_dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let root = std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false);
+    if !root {
+        // The workers run as the launcher's own user.
+        return Ok(());
+    }
+    for dir in run_dir.ancestors() {
+        let mode = std::fs::metadata(dir)
+            .map(|m| m.permissions().mode())
+            .unwrap_or(0o755);
+        if mode & 0o001 == 0 {
+            bail!(
+                "--lb nginx: nginx's worker processes run as `nobody` and cannot enter {} \
+                 (mode {:o}) to reach the api sockets in {}: choose a --run-dir under /tmp",
+                dir.display(),
+                mode & 0o777,
+                run_dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The supervisor thread: reaps children that exit, reports them, restarts them per
 /// the policy, and samples their usage.
 fn supervise(shared: &Shared) {
@@ -1312,6 +1345,27 @@ mod tests {
         );
         let err = start(&c).unwrap_err().to_string();
         assert!(err.contains("/nonexistent/payroute"), "{err}");
+    }
+
+    #[test]
+    fn nginx_needs_a_run_dir_others_can_enter() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = std::env::temp_dir().join(format!("launcher-private-{}", std::process::id()));
+        let inner = base.join("run");
+        std::fs::create_dir_all(&inner).unwrap();
+        assert!(check_reachable_by_nginx_workers(&inner).is_ok());
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let verdict = check_reachable_by_nginx_workers(&inner);
+        std::fs::remove_dir_all(&base).unwrap();
+        let root = std::fs::metadata("/proc/self")
+            .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+            .unwrap();
+        if root {
+            let err = verdict.unwrap_err().to_string();
+            assert!(err.contains("nobody"), "{err}");
+        } else {
+            assert!(verdict.is_ok());
+        }
     }
 
     #[test]
