@@ -684,6 +684,17 @@ pub fn start_with(config: &UpConfig, options: &StartOptions) -> anyhow::Result<R
     let host = options.connect_host();
     let public_addr = SocketAddr::new(options.host, config.port);
     let backend_addr = SocketAddr::new(host, config.port);
+    ensure_port_free(public_addr, "--port")?;
+    if config.default_url.is_none() {
+        ensure_port_free(
+            SocketAddr::new(options.host, config.emulator_ports.0),
+            "--default-port",
+        )?;
+        ensure_port_free(
+            SocketAddr::new(options.host, config.emulator_ports.1),
+            "--fallback-port",
+        )?;
+    }
 
     let limits_status;
     let cgroups = match config.limits {
@@ -1069,6 +1080,20 @@ fn prepare_run_dir(dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
+/// Fails if something already listens on `addr`. Needed because the api instances and
+/// the emulators bind with SO_REUSEPORT: a second `payroute up` on the same port would
+/// not get "address in use" but silently share the port with the first one. A plain
+/// bind (no SO_REUSEPORT) conflicts with any listener, so it tells.
+fn ensure_port_free(addr: SocketAddr, flag: &str) -> anyhow::Result<()> {
+    match std::net::TcpListener::bind(addr) {
+        Ok(_) => Ok(()),
+        Err(e) => bail!(
+            "{addr} is not available ({e}): another payroute up, or another server, \
+             uses it; stop it or choose another {flag}"
+        ),
+    }
+}
+
 /// nginx started by root runs its worker processes as `nobody`, and they must reach
 /// the api sockets in the run directory: every directory above it must be searchable
 /// by others. Checked up front, because otherwise every request fails with a 502 and
@@ -1366,6 +1391,16 @@ mod tests {
         } else {
             assert!(verdict.is_ok());
         }
+    }
+
+    #[test]
+    fn refuses_a_port_in_use() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        let err = ensure_port_free(addr, "--port").unwrap_err().to_string();
+        assert!(err.contains("--port"), "{err}");
+        drop(taken);
+        assert!(ensure_port_free(addr, "--port").is_ok());
     }
 
     #[test]

@@ -134,6 +134,20 @@ const WITH_LB_ROLES: [&str; 6] = [
 fn up_embedded_takes_payments_and_stops_clean() {
     let running = launcher::start(&config("up-embedded", Lb::Embedded, Limits::Off)).unwrap();
     assert!(running.describe().contains("SO_REUSEPORT"));
+    // A second topology on the same port is refused, although the api instances'
+    // SO_REUSEPORT sockets would let it share the port silently.
+    let mut second = config("up-embedded-second", Lb::Embedded, Limits::Off);
+    second.port = running
+        .backend_url()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let err = launcher::start(&second)
+        .err()
+        .expect("a second topology on the same port");
+    assert!(err.to_string().contains("not available"), "{err:#}");
     pay_and_check_summary(&running);
     stop_and_check_nothing_left(running, &EMBEDDED_ROLES);
 }
