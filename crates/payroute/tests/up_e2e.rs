@@ -144,9 +144,7 @@ fn up_embedded_takes_payments_and_stops_clean() {
         .unwrap()
         .parse()
         .unwrap();
-    let err = launcher::start(&second)
-        .err()
-        .expect("a second topology on the same port");
+    let err = launcher::start(&second).expect_err("a second topology on the same port");
     assert!(err.to_string().contains("not available"), "{err:#}");
     pay_and_check_summary(&running);
     stop_and_check_nothing_left(running, &EMBEDDED_ROLES);
