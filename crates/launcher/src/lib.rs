@@ -90,6 +90,7 @@ impl Lb {
 pub enum Limits {
     /// The compose file's per-service CPU and memory limits, via cgroups.
     Rinha,
+    /// No limits.
     Off,
 }
 
@@ -677,10 +678,6 @@ pub fn start_with(config: &UpConfig, options: &StartOptions) -> anyhow::Result<R
             )
         })?),
     };
-    let run_dir = prepare_run_dir(&config.run_dir)?;
-    if config.lb == Lb::Nginx {
-        check_reachable_by_nginx_workers(&run_dir)?;
-    }
     let host = options.connect_host();
     let public_addr = SocketAddr::new(options.host, config.port);
     let backend_addr = SocketAddr::new(host, config.port);
@@ -694,6 +691,13 @@ pub fn start_with(config: &UpConfig, options: &StartOptions) -> anyhow::Result<R
             SocketAddr::new(options.host, config.emulator_ports.1),
             "--fallback-port",
         )?;
+    }
+    let run_dir = prepare_run_dir(&config.run_dir)?;
+    if config.lb == Lb::Nginx {
+        if let Err(e) = check_reachable_by_nginx_workers(&run_dir) {
+            let _ = std::fs::remove_file(run_dir.join(RUN_DIR_PIDFILE));
+            return Err(e);
+        }
     }
 
     let limits_status;

@@ -91,6 +91,7 @@ fn pay_and_check_summary(running: &Running) {
 /// forked, is gone.
 fn stop_and_check_nothing_left(running: Running, expected_roles: &[&str]) {
     let pids = running.pids();
+    let test_dir = running.run_dir().parent().unwrap().to_path_buf();
     let mut roles: Vec<&str> = pids.iter().map(|(n, _)| n.as_str()).collect();
     roles.sort_unstable();
     let mut expected = expected_roles.to_vec();
@@ -112,6 +113,8 @@ fn stop_and_check_nothing_left(running: Running, expected_roles: &[&str]) {
             "{name}'s process group {pid} still has {left:?}"
         );
     }
+    // Kept when a test fails (logs); removed when it passes.
+    std::fs::remove_dir_all(test_dir).unwrap();
 }
 
 const EMBEDDED_ROLES: [&str; 5] = [
@@ -146,6 +149,9 @@ fn up_embedded_takes_payments_and_stops_clean() {
         .unwrap();
     let err = launcher::start(&second).expect_err("a second topology on the same port");
     assert!(err.to_string().contains("not available"), "{err:#}");
+    // Refused before touching anything: its run directory was not even created.
+    assert!(!second.run_dir.exists());
+    std::fs::remove_dir_all(second.run_dir.parent().unwrap()).unwrap();
     pay_and_check_summary(&running);
     stop_and_check_nothing_left(running, &EMBEDDED_ROLES);
 }
@@ -383,6 +389,7 @@ fn up_cli_prints_the_table_and_stops_everything_on_ctrl_c() {
     }
     let rest: Vec<String> = rx.try_iter().collect();
     assert!(rest.iter().any(|l| l.starts_with("stopped")), "{rest:?}");
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// If the CLI test fails half-way, SIGTERM to the `payroute up` it started, so that
