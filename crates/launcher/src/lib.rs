@@ -57,6 +57,9 @@ const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(10);
 const RESTART_STABLE_AFTER: Duration = Duration::from_secs(30);
 /// Lines of a child's log quoted in an error or an exit report.
 const LOG_TAIL_LINES: usize = 15;
+/// Events kept for [`Running::take_events`] when nobody takes them: a role in a crash
+/// loop (one restart per 10 s at most) must not grow memory without bound.
+const MAX_KEPT_EVENTS: usize = 1000;
 /// Marks a directory as a run directory of `payroute up`, which it may empty at start.
 const RUN_DIR_MARKER: &str = ".payroute-up";
 /// Holds the PID of the launcher using the run directory.
@@ -1219,10 +1222,15 @@ fn supervise(shared: &Shared) {
         }
         drop(procs);
         if !events.is_empty() {
+            // Logged here, so that any program that embeds the launcher reports deaths
+            // without extra code; also kept for `Running::take_events`.
             for e in &events {
                 tracing::warn!("{e}");
             }
-            lock(&shared.events).extend(events);
+            let mut kept = lock(&shared.events);
+            kept.extend(events);
+            let excess = kept.len().saturating_sub(MAX_KEPT_EVENTS);
+            kept.drain(..excess);
         }
     }
 }
@@ -1250,16 +1258,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let running = start_with(&config, &options)?;
         println!("{}", running.describe());
         println!("Ctrl-C stops everything.");
-        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
         let why = loop {
             tokio::select! {
                 _ = interrupt.recv() => break "SIGINT",
                 _ = terminate.recv() => break "SIGTERM",
-                _ = tick.tick() => {
-                    for e in running.take_events() {
-                        eprintln!("payroute up: {e}");
-                    }
-                }
+                // The supervisor has logged them (stderr) already.
+                _ = tick.tick() => drop(running.take_events()),
             }
         };
         eprintln!("payroute up: {why}: stopping everything");
