@@ -1,12 +1,431 @@
-//! `payroute bench`: the official load tests, reproduced. STUB: to be implemented
-//! (issue "bench").
+//! `payroute bench`: the official load tests of the Rinha de Backend 2025 — the
+//! preview (`rinha.js`, SPEC §3) and the final (`rinha-final.js`, SPEC §3b) —
+//! reproduced without Docker or k6, scored with the official formulas, against
+//! payroute (started as `payroute up` starts it, under the challenge's limits) or any
+//! backend given by URL.
+//!
+//! Code map:
+//! - [`scenario`]: the two tests as data (stages, ramp, windows), scaled by `--duration`.
+//! - [`js`], [`score`]: `handleSummary`'s arithmetic to the last digit, and the result
+//!   file with the official keys.
+//! - [`checker`]: the consistency checker's arithmetic.
+//! - [`http`], [`recorder`]: k6's way of sending and timing requests.
+//! - [`runner`]: one run (setup, VUs, checker, stages, teardown).
+//! - [`topology`]: starting and stopping what the bench runs against.
+//! - [`report`], [`progress`]: what the user sees.
+//!
+//! Architecture invariant: scoring, schedules and checker arithmetic are pure and
+//! unit-tested against published figures; only `runner`, `http` and `topology` touch
+//! sockets, processes and clocks.
+
+pub mod checker;
+pub mod http;
+pub mod js;
+pub mod progress;
+pub mod recorder;
+pub mod report;
+pub mod runner;
+pub mod scenario;
+pub mod score;
+pub mod topology;
+
+use anyhow::{bail, Context};
+use launcher::{Lb, Limits};
+use report::RunOutput;
+use runner::RunSettings;
+use scenario::{Plan, Scenario};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use topology::{Topology, TopologyConfig};
 
 /// Flags of `payroute bench`.
 #[derive(Debug, Clone, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Which official test: `preview` (rinha.js: 60 s, 550 VUs, 19.90, score from the
+    /// backend's summary) or `final` (rinha-final.js: 300 s, 603 VUs, 20.05, score from
+    /// the processors' books).
+    #[arg(
+        long,
+        value_enum,
+        default_value = "final",
+        env = "PAYROUTE_BENCH_SCENARIO"
+    )]
+    pub scenario: Scenario,
+
+    /// MAX_REQUESTS: virtual users at the end of the linear ramp from 1
+    /// [default: 550 for preview, 603 for final].
+    #[arg(long, env = "PAYROUTE_BENCH_MAX_REQUESTS")]
+    pub max_requests: Option<u32>,
+
+    /// Length of the test in seconds, for quick runs: stage times scale in proportion,
+    /// the ramp spans it, the checker period scales too (kept within 1-10 s); the
+    /// teardown window stays the official one [default: 60 for preview, 300 for final].
+    #[arg(long, env = "PAYROUTE_BENCH_DURATION")]
+    pub duration: Option<f64>,
+
+    /// Backend to test, as http://HOST:PORT. Without it the bench starts payroute's
+    /// whole topology exactly as `payroute up` does, under the challenge's limits.
+    #[arg(long, env = "PAYROUTE_BENCH_BACKEND")]
+    pub backend: Option<String>,
+
+    /// Default payment processor URL (with --fallback). Without both, the bench starts
+    /// two emulators with the scenario's fees (preview 5%/15%, final 7%/10%).
+    #[arg(long, requires = "fallback", env = "PAYROUTE_BENCH_DEFAULT")]
+    pub default: Option<String>,
+
+    /// Fallback payment processor URL (with --default).
+    #[arg(long, requires = "default", env = "PAYROUTE_BENCH_FALLBACK")]
+    pub fallback: Option<String>,
+
+    /// Admin token set on both processors in setup (authenticated with their initial
+    /// token, 123), then used by every admin call. The published runs used a fresh UUID.
+    #[arg(long, default_value = runner::INITIAL_TOKEN, env = "PAYROUTE_BENCH_TOKEN")]
+    pub token: String,
+
+    /// Directory for the result file, report.html and bench.json (run-K/ subdirectories
+    /// with --runs).
+    #[arg(long, default_value = "bench-out", env = "PAYROUTE_BENCH_OUT")]
+    pub out: PathBuf,
+
+    /// Repeat the whole test this many times (fresh processes and setup each time) and
+    /// report the min / median / max of every figure.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub runs: u32,
+
+    /// `participante` in the result file [default: payroute when the bench starts it,
+    /// anonymous otherwise, as the scripts].
+    #[arg(long, env = "PAYROUTE_BENCH_PARTICIPANT")]
+    pub participant: Option<String>,
+
+    /// Port of the payroute the bench starts (0: any free port).
+    #[arg(long, default_value_t = 9999, env = "PAYROUTE_BENCH_PORT")]
+    pub port: u16,
+
+    /// Ports of the emulators the bench starts, DEFAULT,FALLBACK (0: any free port).
+    #[arg(long, default_value = "8001,8002", value_parser = parse_ports, env = "PAYROUTE_BENCH_EMULATOR_PORTS")]
+    pub emulator_ports: (u16, u16),
+
+    /// Load balancer of the payroute the bench starts (as `payroute up --lb`).
+    #[arg(
+        long,
+        value_enum,
+        default_value = "embedded",
+        env = "PAYROUTE_BENCH_LB"
+    )]
+    pub lb: Lb,
+
+    /// Resource limits of the payroute the bench starts: `rinha` (1.5 CPU and 350 MB
+    /// in all, split as in the compose file, with cgroups) or `off`.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "rinha",
+        env = "PAYROUTE_BENCH_LIMITS"
+    )]
+    pub limits: Limits,
+
+    /// Do not sample the backend's /health for the report (never counted in the p99).
+    #[arg(long)]
+    pub no_health: bool,
+
+    /// No progress display (the summary is still printed).
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+fn parse_ports(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s
+        .split_once(',')
+        .ok_or_else(|| format!("`{s}`: expected DEFAULT,FALLBACK, as in 8001,8002"))?;
+    let p = |x: &str| {
+        x.trim()
+            .parse::<u16>()
+            .map_err(|_| format!("`{x}` is not a port"))
+    };
+    Ok((p(a)?, p(b)?))
+}
+
+/// Threads of the bench's runtime. Two, not one per core: the bench shares the machine
+/// with the system under test, and ~600 requests per second need little; one thread
+/// would queue every VU's timing behind the others'.
+const BENCH_THREADS: usize = 2;
 
 /// Entry point of `payroute bench`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let _ = args;
-    anyhow::bail!("not implemented yet")
+    if let Some(d) = args.duration {
+        if !(d.is_finite() && d >= 1.0) {
+            bail!("--duration must be at least 1 second");
+        }
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(BENCH_THREADS)
+        .enable_all()
+        .build()
+        .context("starting the bench's runtime")?;
+    rt.block_on(run_all(args))
+}
+
+fn spawn_signal_handler(cancel: CancellationToken) {
+    tokio::spawn(async move {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term => {}
+        }
+        eprintln!("\npayroute bench: interrupted; stopping what the bench started...");
+        cancel.cancel();
+    });
+}
+
+async fn run_all(args: Args) -> anyhow::Result<()> {
+    let cancel = CancellationToken::new();
+    spawn_signal_handler(cancel.clone());
+    let plan = Plan::new(
+        args.scenario,
+        args.duration.map(Duration::from_secs_f64),
+        args.max_requests,
+    );
+    let exe = std::env::current_exe().context("locating the payroute executable")?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let mut all = Vec::new();
+    for k in 1..=args.runs {
+        let dir = if args.runs == 1 {
+            args.out.clone()
+        } else {
+            args.out.join(format!("run-{k}"))
+        };
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let label = if args.runs == 1 {
+            args.scenario.name().to_string()
+        } else {
+            format!("{} run {k}/{}", args.scenario.name(), args.runs)
+        };
+        let out = one_run(&args, &plan, &exe, &dir, &label, &command, &cancel).await?;
+        write_outputs(&out, &dir)?;
+        println!("{}", report::summary_text(&out));
+        println!(
+            "  files: {}, {}, {}\n",
+            dir.join(args.scenario.results_file()).display(),
+            dir.join("report.html").display(),
+            dir.join("bench.json").display()
+        );
+        all.push(report::figures(&out));
+    }
+    if args.runs > 1 {
+        let (text, json) = aggregate(&all);
+        std::fs::write(args.out.join("runs-summary.json"), json)?;
+        std::fs::write(args.out.join("runs-summary.txt"), &text)?;
+        println!("{} runs: min / median / max\n{text}", args.runs);
+    }
+    Ok(())
+}
+
+async fn one_run(
+    args: &Args,
+    plan: &Plan,
+    exe: &Path,
+    dir: &Path,
+    label: &str,
+    command: &str,
+    cancel: &CancellationToken,
+) -> anyhow::Result<RunOutput> {
+    let cfg = TopologyConfig {
+        exe: exe.to_path_buf(),
+        backend: args.backend.clone(),
+        default: args.default.clone(),
+        fallback: args.fallback.clone(),
+        fees: args.scenario.fees(),
+        port: args.port,
+        emulator_ports: args.emulator_ports,
+        lb: args.lb,
+        limits: args.limits,
+        run_dir: dir.join("processes"),
+    };
+    let topo = tokio::task::spawn_blocking(move || Topology::start(&cfg))
+        .await
+        .context("starting the processes")??;
+    let topo = Arc::new(topo);
+    if cancel.is_cancelled() {
+        bail!("interrupted");
+    }
+    let settings = RunSettings {
+        plan: plan.clone(),
+        backend: Arc::new(http::Target::parse(&topo.backend_url)?),
+        default: Arc::new(http::Target::parse(&topo.default_url)?),
+        fallback: Arc::new(http::Target::parse(&topo.fallback_url)?),
+        token: args.token.clone(),
+        participant: args.participant.clone().unwrap_or_else(|| {
+            if topo.started_payroute {
+                "payroute".into()
+            } else {
+                "anonymous".into()
+            }
+        }),
+        max_requests_label: plan.max_vus.to_string(),
+        sample_health: !args.no_health,
+        progress: !args.no_progress,
+        label: label.to_string(),
+    };
+    let sampled = if topo.started_payroute || !topo.usage().is_empty() {
+        Some(topo.clone())
+    } else {
+        None
+    };
+    let result = runner::run_once(&settings, sampled, cancel).await;
+    let events = topo.take_events();
+    // Stop everything now, whatever happened (the Drop guard covers panics).
+    let t = topo.clone();
+    let usage = match tokio::task::spawn_blocking(move || t.stop()).await {
+        Ok(Ok(u)) => u,
+        Ok(Err(e)) => {
+            eprintln!("payroute bench: stopping the processes: {e:#}");
+            Vec::new()
+        }
+        Err(e) => {
+            eprintln!("payroute bench: stopping the processes: {e}");
+            Vec::new()
+        }
+    };
+    let data = result?;
+    Ok(RunOutput {
+        data,
+        usage,
+        limits: topo.limits.clone(),
+        events,
+        command: command.to_string(),
+    })
+}
+
+fn write_outputs(o: &RunOutput, dir: &Path) -> anyhow::Result<()> {
+    let d = &o.data;
+    let results = dir.join(d.plan.scenario.results_file());
+    std::fs::write(&results, d.results.to_json())
+        .with_context(|| format!("writing {}", results.display()))?;
+    std::fs::write(dir.join("report.html"), report::html(o))?;
+    let usage: Vec<serde_json::Value> = o
+        .usage
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "name": p.name, "pid": p.pid, "cpu_seconds": p.cpu_seconds,
+                "peak_rss_bytes": p.peak_rss_bytes, "throttled_seconds": p.throttled_seconds,
+                "limits_enforced": p.limits_enforced,
+            })
+        })
+        .collect();
+    let figures: serde_json::Map<String, serde_json::Value> = report::figures(o)
+        .into_iter()
+        .map(|(k, v)| (k, serde_json::json!(v)))
+        .collect();
+    let bench = serde_json::json!({
+        "scenario": d.plan.scenario,
+        "backend": d.backend_url,
+        "started_at": d.started_at,
+        "duration_seconds": d.plan.duration.as_secs_f64(),
+        "max_vus": d.plan.max_vus,
+        "teardown_at_seconds": d.teardown_at,
+        "limits": o.limits.describe(),
+        "command": o.command,
+        "figures": figures,
+        "inputs": d.inputs,
+        "score": d.score,
+        "processes": usage,
+        "checks": d.checks,
+        "stages": d.stages,
+    });
+    std::fs::write(
+        dir.join("bench.json"),
+        serde_json::to_string_pretty(&bench)?,
+    )?;
+    Ok(())
+}
+
+/// Median of a non-empty sample (mean of the two middle values for an even count).
+pub fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    if n == 0 {
+        0.0
+    } else if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
+}
+
+/// min / median / max of every figure across runs: a text table and a JSON document.
+pub fn aggregate(runs: &[Vec<(String, f64)>]) -> (String, String) {
+    let mut names: Vec<String> = Vec::new();
+    for r in runs {
+        for (n, _) in r {
+            if !names.contains(n) {
+                names.push(n.clone());
+            }
+        }
+    }
+    let mut text = format!(
+        "{:<42} {:>14} {:>14} {:>14}\n",
+        "figure", "min", "median", "max"
+    );
+    let mut json = serde_json::Map::new();
+    for n in names {
+        let vals: Vec<f64> = runs
+            .iter()
+            .filter_map(|r| r.iter().find(|(m, _)| *m == n).map(|(_, v)| *v))
+            .collect();
+        let min = vals.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = vals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let med = median(&vals);
+        text.push_str(&format!("{n:<42} {min:>14.3} {med:>14.3} {max:>14.3}\n"));
+        json.insert(
+            n,
+            serde_json::json!({"min": min, "median": med, "max": max, "values": vals}),
+        );
+    }
+    let json = serde_json::json!({"runs": runs.len(), "figures": json});
+    (
+        text,
+        serde_json::to_string_pretty(&json).unwrap_or_default(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_and_aggregates() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        let runs = vec![
+            vec![("score".to_string(), 10.0), ("p99".to_string(), 1.0)],
+            vec![("score".to_string(), 30.0), ("p99".to_string(), 3.0)],
+            vec![("score".to_string(), 20.0)],
+        ];
+        let (text, json) = aggregate(&runs);
+        assert!(text.contains("score"));
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["figures"]["score"]["median"], 20.0);
+        assert_eq!(v["figures"]["p99"]["max"], 3.0);
+        assert_eq!(v["figures"]["p99"]["median"], 2.0);
+    }
+
+    #[test]
+    fn parses_port_pairs() {
+        assert_eq!(parse_ports("8001,8002"), Ok((8001, 8002)));
+        assert_eq!(parse_ports("0, 0"), Ok((0, 0)));
+        assert!(parse_ports("8001").is_err());
+    }
 }

@@ -1,0 +1,404 @@
+//! The system under test and its processors: started by the bench (payroute's whole
+//! topology through `launcher`, exactly as `payroute up` does, or just two emulators
+//! next to a backend given by URL), or given entirely by URL.
+//!
+//! Whatever the bench starts it stops, by PID, on every path: at the end of a run, on
+//! an error, and on Ctrl-C (the [`Topology`] is a `Drop` guard).
+
+use anyhow::{bail, Context};
+use launcher::{Lb, Limits, LimitsStatus, UpConfig};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long a started emulator may take to accept connections.
+const EMULATOR_READY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// `/proc/PID/stat` counts CPU time in clock ticks; `USER_HZ` is 100 on every Linux
+/// architecture payroute targets (reading `sysconf` would need `unsafe`).
+const CLOCK_TICKS_PER_SEC: f64 = 100.0;
+
+/// What to run the test against.
+#[derive(Debug, Clone)]
+pub struct TopologyConfig {
+    /// The `payroute` executable (this one).
+    pub exe: PathBuf,
+    /// `None`: start payroute's topology.
+    pub backend: Option<String>,
+    /// `None` (both): start two emulators.
+    pub default: Option<String>,
+    pub fallback: Option<String>,
+    /// Fees of started emulators: (default, fallback).
+    pub fees: (f64, f64),
+    /// Port of a started payroute (0: any free port).
+    pub port: u16,
+    /// Ports of started emulators (0: any free port).
+    pub emulator_ports: (u16, u16),
+    pub lb: Lb,
+    pub limits: Limits,
+    /// Sockets, configurations and logs of started processes.
+    pub run_dir: PathBuf,
+}
+
+/// Resource use of one started process (the launcher's figures, or `/proc`'s for the
+/// emulators the bench starts itself).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProcUsage {
+    pub name: String,
+    pub pid: u32,
+    pub cpu_seconds: f64,
+    pub peak_rss_bytes: u64,
+    /// Time throttled by its CPU quota; `None` without a cgroup limit.
+    pub throttled_seconds: Option<f64>,
+    pub limits_enforced: bool,
+}
+
+impl From<launcher::ProcessUsage> for ProcUsage {
+    fn from(p: launcher::ProcessUsage) -> ProcUsage {
+        ProcUsage {
+            name: p.name,
+            pid: p.pid,
+            cpu_seconds: p.cpu_seconds,
+            peak_rss_bytes: p.peak_rss_bytes,
+            throttled_seconds: p.throttled_seconds,
+            limits_enforced: p.limits_enforced,
+        }
+    }
+}
+
+/// Whether the challenge's limits were in force for the processes the bench started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitsNote {
+    /// The text says how.
+    Enforced(String),
+    /// Asked for but impossible here; the text says why.
+    NotEnforced(String),
+    /// `--limits off`.
+    Off,
+    /// The bench did not start the backend.
+    NotApplicable,
+}
+
+impl LimitsNote {
+    pub fn describe(&self) -> String {
+        match self {
+            LimitsNote::Enforced(how) => format!("challenge limits enforced: {how}"),
+            LimitsNote::NotEnforced(why) => format!(
+                "CHALLENGE LIMITS NOT ENFORCED ({why}): figures are NOT comparable with the challenge's"
+            ),
+            LimitsNote::Off => "limits off (--limits off): figures are NOT comparable with the challenge's".into(),
+            LimitsNote::NotApplicable => "backend not started by the bench: its resource limits are unknown to it".into(),
+        }
+    }
+
+    pub fn is_warning(&self) -> bool {
+        matches!(self, LimitsNote::NotEnforced(_) | LimitsNote::Off)
+    }
+}
+
+enum Inner {
+    /// payroute's topology, started by `launcher`.
+    Launched(Option<launcher::Running>),
+    /// A backend given by URL, with the emulators the bench started (maybe none).
+    External(Vec<Emulator>),
+    Stopped,
+}
+
+/// A started emulator process.
+struct Emulator {
+    name: String,
+    child: Child,
+}
+
+/// The system under test, as started (or found) for one run.
+pub struct Topology {
+    inner: Mutex<Inner>,
+    pub backend_url: String,
+    pub default_url: String,
+    pub fallback_url: String,
+    /// The bench started payroute itself (so `/health` has payroute's shape).
+    pub started_payroute: bool,
+    /// Whether the challenge's limits hold for what the bench started.
+    pub limits: LimitsNote,
+}
+
+/// A port that was free a moment ago on 127.0.0.1. Racy by nature (another process
+/// may take it before we bind it), which is acceptable for tests and local runs.
+pub fn free_port() -> anyhow::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(l.local_addr()?.port())
+}
+
+fn port_or_free(p: u16) -> anyhow::Result<u16> {
+    if p == 0 {
+        free_port()
+    } else {
+        Ok(p)
+    }
+}
+
+impl Topology {
+    /// Starts what `cfg` asks for and waits until it answers. Blocking.
+    pub fn start(cfg: &TopologyConfig) -> anyhow::Result<Topology> {
+        if cfg.default.is_some() != cfg.fallback.is_some() {
+            bail!("give both --default and --fallback, or neither (the bench then starts two emulators)");
+        }
+        std::fs::create_dir_all(&cfg.run_dir)
+            .with_context(|| format!("creating {}", cfg.run_dir.display()))?;
+        let emulator_ports = (
+            port_or_free(cfg.emulator_ports.0)?,
+            port_or_free(cfg.emulator_ports.1)?,
+        );
+        match &cfg.backend {
+            None => {
+                // `payroute up`'s own defaults, then what the bench decides. `start`
+                // listens on 127.0.0.1 only: nothing here needs to be reachable from
+                // elsewhere.
+                let mut up = UpConfig::new(cfg.exe.clone(), cfg.run_dir.clone());
+                up.port = port_or_free(cfg.port)?;
+                up.default_url = cfg.default.clone();
+                up.fallback_url = cfg.fallback.clone();
+                up.emulator_fees = cfg.fees;
+                up.emulator_ports = emulator_ports;
+                up.lb = cfg.lb;
+                up.limits = cfg.limits;
+                let running = launcher::start(&up)
+                    .context("starting payroute's topology (as `payroute up` does)")?;
+                let limits = match running.limits() {
+                    LimitsStatus::Off => LimitsNote::Off,
+                    LimitsStatus::Enforced(how) => LimitsNote::Enforced(how.clone()),
+                    LimitsStatus::NotEnforced(why) => LimitsNote::NotEnforced(why.clone()),
+                };
+                Ok(Topology {
+                    limits,
+                    backend_url: running.backend_url(),
+                    default_url: running.default_url(),
+                    fallback_url: running.fallback_url(),
+                    inner: Mutex::new(Inner::Launched(Some(running))),
+                    started_payroute: true,
+                })
+            }
+            Some(backend) => {
+                let mut topo = Topology {
+                    inner: Mutex::new(Inner::External(Vec::new())),
+                    backend_url: backend.clone(),
+                    default_url: String::new(),
+                    fallback_url: String::new(),
+                    started_payroute: false,
+                    limits: LimitsNote::NotApplicable,
+                };
+                if let (Some(d), Some(f)) = (&cfg.default, &cfg.fallback) {
+                    topo.default_url = d.clone();
+                    topo.fallback_url = f.clone();
+                    return Ok(topo);
+                }
+                topo.default_url = format!("http://127.0.0.1:{}", emulator_ports.0);
+                topo.fallback_url = format!("http://127.0.0.1:{}", emulator_ports.1);
+                // On an error below, dropping `topo` stops what was already started.
+                for (name, port, fee) in [
+                    ("processor-default", emulator_ports.0, cfg.fees.0),
+                    ("processor-fallback", emulator_ports.1, cfg.fees.1),
+                ] {
+                    let e = spawn_emulator(&cfg.exe, name, port, fee, &cfg.run_dir)?;
+                    if let Inner::External(v) = &mut *topo.lock() {
+                        v.push(e);
+                    }
+                    wait_until_listening(port, &topo, name)?;
+                }
+                Ok(topo)
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// CPU, peak RSS and throttling of every process the bench started, so far.
+    pub fn usage(&self) -> Vec<ProcUsage> {
+        match &mut *self.lock() {
+            Inner::Launched(Some(r)) => r.usage().into_iter().map(ProcUsage::from).collect(),
+            Inner::External(emulators) => emulators
+                .iter()
+                .map(|e| proc_usage(&e.name, e.child.id()))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Exits and restarts of started processes since the last call, as sentences.
+    pub fn take_events(&self) -> Vec<String> {
+        match &mut *self.lock() {
+            Inner::Launched(Some(r)) => r.take_events().iter().map(|e| e.to_string()).collect(),
+            Inner::External(emulators) => emulators
+                .iter_mut()
+                .filter_map(|e| match e.child.try_wait() {
+                    Ok(Some(status)) => Some(format!(
+                        "{} (pid {}) exited: {status}",
+                        e.name,
+                        e.child.id()
+                    )),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Stops everything the bench started and returns each process's final usage.
+    /// Idempotent.
+    pub fn stop(&self) -> anyhow::Result<Vec<ProcUsage>> {
+        let inner = std::mem::replace(&mut *self.lock(), Inner::Stopped);
+        match inner {
+            Inner::Launched(Some(r)) => Ok(r.stop()?.into_iter().map(ProcUsage::from).collect()),
+            Inner::External(emulators) => {
+                let mut out = Vec::new();
+                for mut e in emulators {
+                    out.push(proc_usage(&e.name, e.child.id()));
+                    // The emulator keeps nothing on disk: SIGKILL loses nothing.
+                    let _ = e.child.kill();
+                    let _ = e.child.wait();
+                }
+                Ok(out)
+            }
+            _ => Ok(Vec::new()),
+        }
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop() {
+            eprintln!("payroute bench: stopping the started processes: {e:#}");
+        }
+    }
+}
+
+fn spawn_emulator(
+    exe: &Path,
+    name: &str,
+    port: u16,
+    fee: f64,
+    dir: &Path,
+) -> anyhow::Result<Emulator> {
+    let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
+    let child = Command::new(exe)
+        .args([
+            "processor",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--fee",
+            &fee.to_string(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {name} ({} processor)", exe.display()))?;
+    Ok(Emulator {
+        name: name.to_string(),
+        child,
+    })
+}
+
+fn wait_until_listening(port: u16, topo: &Topology, name: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + EMULATOR_READY_TIMEOUT;
+    loop {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        if let Inner::External(v) = &mut *topo.lock() {
+            if let Some(e) = v.iter_mut().find(|e| e.name == name) {
+                if let Ok(Some(status)) = e.child.try_wait() {
+                    bail!("{name} exited with {status} before listening on 127.0.0.1:{port} (see its log in the run directory)");
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("{name} did not listen on 127.0.0.1:{port} within {EMULATOR_READY_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Usage of a process from `/proc` (no cgroup: limits not enforced, no throttling).
+fn proc_usage(name: &str, pid: u32) -> ProcUsage {
+    let cpu_seconds = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| cpu_ticks_from_stat(&s))
+        .map(|t| t as f64 / CLOCK_TICKS_PER_SEC)
+        .unwrap_or(0.0);
+    let peak_rss_bytes = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| vm_hwm_bytes(&s))
+        .unwrap_or(0);
+    ProcUsage {
+        name: name.to_string(),
+        pid,
+        cpu_seconds,
+        peak_rss_bytes,
+        throttled_seconds: None,
+        limits_enforced: false,
+    }
+}
+
+/// CPU seconds this process (the bench) has used so far.
+pub fn own_cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| cpu_ticks_from_stat(&s))
+        .map(|t| t as f64 / CLOCK_TICKS_PER_SEC)
+        .unwrap_or(0.0)
+}
+
+/// utime + stime (fields 14 and 15) of `/proc/PID/stat`; the command name (field 2)
+/// may contain spaces, so fields are counted after its closing parenthesis.
+fn cpu_ticks_from_stat(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After ")": field 3 (state) is index 0, so field 14 is index 11.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// `VmHWM` (peak resident set) of `/proc/PID/status`, in bytes.
+fn vm_hwm_bytes(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_proc_files() {
+        let stat = "1234 (my (odd) name) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 100 1000 10";
+        assert_eq!(cpu_ticks_from_stat(stat), Some(300));
+        let status = "Name:\tx\nVmPeak:\t  1000 kB\nVmHWM:\t    2048 kB\nVmRSS:\t 1024 kB\n";
+        assert_eq!(vm_hwm_bytes(status), Some(2 * 1024 * 1024));
+        let me = proc_usage("self", std::process::id());
+        assert!(me.peak_rss_bytes > 0);
+    }
+
+    #[test]
+    fn refuses_half_given_processors() {
+        let cfg = TopologyConfig {
+            exe: "/bin/false".into(),
+            backend: Some("http://127.0.0.1:1".into()),
+            default: Some("http://127.0.0.1:2".into()),
+            fallback: None,
+            fees: (0.05, 0.15),
+            port: 0,
+            emulator_ports: (0, 0),
+            lb: Lb::Embedded,
+            limits: Limits::Off,
+            run_dir: std::env::temp_dir(),
+        };
+        assert!(Topology::start(&cfg).is_err());
+    }
+}
