@@ -1412,6 +1412,35 @@ mod tests {
         assert!(ensure_port_free(addr, "--port").is_ok());
     }
 
+    /// A role that dies during the start: the error names it, its exit status and the
+    /// end of its log, and whatever was started is stopped.
+    #[test]
+    fn a_role_dying_at_start_is_named_with_its_log() {
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let dir = std::env::temp_dir().join(format!("launcher-dies-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        // `false` ignores its arguments and exits with status 1: every role "crashes".
+        let mut config = UpConfig::new("/bin/false", &dir);
+        config.port = free();
+        config.emulator_ports = (free(), free());
+        let err = format!("{:#}", start(&config).unwrap_err());
+        assert!(err.contains("processor-default (pid "), "{err}");
+        assert!(err.contains("exit status: 1"), "{err}");
+        assert!(
+            err.contains("=== payroute up: starting `/bin/false processor"),
+            "{err}"
+        );
+        // Stopped and released: the run directory is free for the next start.
+        assert!(!dir.join(RUN_DIR_PIDFILE).exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn stop_order_covers_every_role() {
         for name in [
