@@ -462,6 +462,16 @@ impl Engine {
         self.attempts.len()
     }
 
+    /// Payments accepted and not done.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Whether this payment is accepted and not done.
+    pub fn is_pending(&self, id: &Uuid) -> bool {
+        self.pending.contains_key(id)
+    }
+
     pub fn view(&self, p: Processor) -> &ProcessorView {
         &self.views[p.index()]
     }
@@ -517,7 +527,10 @@ impl Engine {
             .pending
             .get_mut(&id)
             .expect("queued payments are pending");
-        let requested_at = *entry.requested_at[p.index()].get_or_insert(now);
+        // Millisecond precision, the precision of the wire format: what is recorded is
+        // exactly what the processor receives.
+        let requested_at =
+            *entry.requested_at[p.index()].get_or_insert(Micros::from_millis(now.millis()));
         let amount = entry.amount;
         let attempt = self.start(id, p, now, false);
         if probe {
@@ -534,29 +547,27 @@ impl Engine {
         })
     }
 
-    /// The earliest time at which [`Engine::next_action`] may have something new to do
-    /// without any other event: a pinned payment coming due or a probe interval
-    /// ending.
-    pub fn next_wakeup(&self) -> Option<Micros> {
+    /// The earliest time after `now` at which [`Engine::next_action`] may have
+    /// something new to do without any other event: a pinned payment coming due or a
+    /// probe interval ending. Work that is blocked by something only an event can
+    /// change (the in-flight cap, a probe still out) gives no wake-up: the completion
+    /// of an attempt is that event.
+    pub fn next_wakeup(&self, now: Micros) -> Option<Micros> {
         let pinned = self
             .pinned
             .iter()
             .filter_map(|q| q.front().map(|(t, _)| *t))
-            .min();
-        let probe = if self.ready.is_empty() {
-            None
-        } else {
-            self.views
-                .iter()
-                .filter_map(|v| {
-                    v.last_probe
-                        .map(|t| Micros(t.0 + self.cfg.probe_interval_us))
-                })
-                .min()
-        };
-        // Nothing else unblocks waiting work with time alone: expected latency only
-        // grows while requests are in flight, and falls on events (completions, polls).
-        [pinned, probe].into_iter().flatten().min()
+            .filter(|t| *t > now);
+        let probes = self
+            .views
+            .iter()
+            .filter(|_| !self.ready.is_empty())
+            .filter_map(|v| {
+                v.last_probe
+                    .map(|t| Micros(t.0 + self.cfg.probe_interval_us))
+            })
+            .filter(|t| *t > now);
+        pinned.chain(probes).min()
     }
 
     fn start(&mut self, id: Uuid, p: Processor, now: Micros, lookup: bool) -> AttemptId {
@@ -1196,10 +1207,13 @@ mod tests {
     #[test]
     fn wakeup_for_pinned_work() {
         let mut e = engine();
-        assert_eq!(e.next_wakeup(), None);
+        assert_eq!(e.next_wakeup(t(0)), None);
         e.submit(id(1), Cents(1));
         let (a, _, _, _) = send(&mut e, t(0));
         e.on_send_result(a, SendResult::Unknown, t(100));
-        assert_eq!(e.next_wakeup(), Some(t(300)));
+        assert_eq!(e.next_wakeup(t(100)), Some(t(300)));
+        // Asked after `next_action` gave nothing, a due item is blocked by something
+        // only an event changes: no wake-up in the past (that would spin).
+        assert_eq!(e.next_wakeup(t(300)), None);
     }
 }

@@ -360,7 +360,7 @@ async fn dispatch_loop(
                     }
                 }
             }
-            c.engine.next_wakeup()
+            c.engine.next_wakeup(now)
         };
         let full = actions.len() == BATCH;
         for a in actions.drain(..) {
