@@ -319,11 +319,14 @@ impl World {
                 let proc = &mut self.procs[processor.index()];
                 let result = if proc.failing {
                     SendResult::Failed
-                } else if proc.stored.contains_key(&id) {
-                    SendResult::AlreadyStored
                 } else {
-                    proc.stored.insert(id, (at, amount));
-                    SendResult::Stored
+                    match proc.stored.entry(id) {
+                        std::collections::hash_map::Entry::Occupied(_) => SendResult::AlreadyStored,
+                        std::collections::hash_map::Entry::Vacant(v) => {
+                            v.insert((at, amount));
+                            SendResult::Stored
+                        }
+                    }
                 };
                 if answer {
                     self.after(
@@ -477,7 +480,7 @@ impl World {
             self.step(ev);
             self.dispatch();
             self.steps += 1;
-            self.check(self.steps % 64 == 0 || matches!(ev, Ev::Crash));
+            self.check(self.steps.is_multiple_of(64) || matches!(ev, Ev::Crash));
         }
         self.now = until;
     }
