@@ -197,6 +197,15 @@ struct Series {
     points: Vec<(f64, f64)>,
 }
 
+impl Series {
+    fn new(name: &str, points: Vec<(f64, f64)>) -> Series {
+        Series {
+            name: name.to_string(),
+            points,
+        }
+    }
+}
+
 struct Chart<'a> {
     title: &'a str,
     y_label: &'a str,
@@ -365,9 +374,15 @@ impl Chart<'_> {
                 .map(|&(x, y)| format!("{:.1},{:.1}", xs(x), ys(y)))
                 .collect();
             if !pts.is_empty() {
+                // A planned quantity (the VUs) is dashed, measured ones are solid.
+                let dash = if s.name == "VUs" {
+                    r#" stroke-dasharray="6 4""#
+                } else {
+                    ""
+                };
                 let _ = write!(
                     o,
-                    r#"<polyline fill="none" stroke="{color}" stroke-width="1.6" points="{}"/>"#,
+                    r#"<polyline fill="none" stroke="{color}" stroke-width="1.6"{dash} points="{}"/>"#,
                     pts.join(" ")
                 );
             }
@@ -400,14 +415,25 @@ fn stage_label(s: &Stage) -> String {
     )
 }
 
-/// Per-second rate of a cumulative counter sampled at `(t, value)`.
+/// Per-second rate of a cumulative counter sampled at `(t, value)`, between
+/// consecutive samples.
 fn rate(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    rate_over(points, 1)
+}
+
+/// Per-second rate over `span` sample intervals: CPU time moves in 10 ms clock ticks,
+/// so a one-second rate of a process using 2% of a core jumps between 0% and 3%; five
+/// seconds smooth that out.
+fn rate_over(points: &[(f64, f64)], span: usize) -> Vec<(f64, f64)> {
     points
-        .windows(2)
-        .filter(|w| w[1].0 > w[0].0)
-        .map(|w| (w[1].0, (w[1].1 - w[0].1) / (w[1].0 - w[0].0)))
+        .windows(span + 1)
+        .filter(|w| w[span].0 > w[0].0)
+        .map(|w| (w[span].0, (w[span].1 - w[0].1) / (w[span].0 - w[0].0)))
         .collect()
 }
+
+/// Samples the CPU chart averages over (see [`rate_over`]).
+const CPU_SMOOTHING_SAMPLES: usize = 5;
 
 /// `report.html`.
 pub fn html(o: &RunOutput) -> String {
@@ -426,10 +452,7 @@ pub fn html(o: &RunOutput) -> String {
     // Latency per second.
     let mut lat: Vec<Series> = ["p50", "p90", "p99", "max"]
         .iter()
-        .map(|n| Series {
-            name: (*n).into(),
-            points: Vec::new(),
-        })
+        .map(|n| Series::new(n, Vec::new()))
         .collect();
     for (i, sec) in d.seconds.iter().enumerate() {
         if let Some(p) = second_percentiles(sec) {
@@ -474,22 +497,10 @@ pub fn html(o: &RunOutput) -> String {
             log: false,
             x_max,
             series: vec![
-                Series {
-                    name: "payments ok/s".into(),
-                    points: per_sec(&|s| s.payments_ok),
-                },
-                Series {
-                    name: "payments failed/s".into(),
-                    points: per_sec(&|s| s.payments_failed),
-                },
-                Series {
-                    name: "no answer/s".into(),
-                    points: per_sec(&|s| s.no_answer),
-                },
-                Series {
-                    name: "VUs".into(),
-                    points: vus,
-                },
+                Series::new("payments ok/s", per_sec(&|s| s.payments_ok)),
+                Series::new("payments failed/s", per_sec(&|s| s.payments_failed)),
+                Series::new("no answer/s", per_sec(&|s| s.no_answer)),
+                Series::new("VUs", vus),
             ],
             stages: &stages,
             end,
@@ -506,14 +517,14 @@ pub fn html(o: &RunOutput) -> String {
                 log: false,
                 x_max,
                 series: vec![
-                    Series {
-                        name: "queue depth".into(),
-                        points: d.health.iter().map(|h| (h.t, h.queue_depth)).collect(),
-                    },
-                    Series {
-                        name: "in flight".into(),
-                        points: d.health.iter().map(|h| (h.t, h.in_flight)).collect(),
-                    },
+                    Series::new(
+                        "queue depth",
+                        d.health.iter().map(|h| (h.t, h.queue_depth)).collect(),
+                    ),
+                    Series::new(
+                        "in flight",
+                        d.health.iter().map(|h| (h.t, h.in_flight)).collect(),
+                    ),
                 ],
                 stages: &stages,
                 end,
@@ -538,14 +549,8 @@ pub fn html(o: &RunOutput) -> String {
                     log: false,
                     x_max,
                     series: vec![
-                        Series {
-                            name: "default".into(),
-                            points: rate(&pd),
-                        },
-                        Series {
-                            name: "fallback".into(),
-                            points: rate(&pf),
-                        },
+                        Series::new("default", rate(&pd)),
+                        Series::new("fallback", rate(&pf)),
                     ],
                     stages: &stages,
                     end,
@@ -578,18 +583,16 @@ pub fn html(o: &RunOutput) -> String {
                             .map(|(_, c)| (u.t, *c))
                     })
                     .collect();
-                Series {
-                    name: n.clone(),
-                    points: rate(&pts)
-                        .into_iter()
-                        .map(|(t, r)| (t, r * 100.0))
-                        .collect(),
-                }
+                let pct = rate_over(&pts, CPU_SMOOTHING_SAMPLES)
+                    .into_iter()
+                    .map(|(t, r)| (t, r * 100.0))
+                    .collect();
+                Series::new(n, pct)
             })
             .collect();
         charts.push(
             Chart {
-                title: "CPU per process (100% = one core)",
+                title: "CPU per process, 5 s average (100% = one core)",
                 y_label: "% of a core",
                 log: false,
                 x_max,
@@ -674,7 +677,7 @@ pre{{background:#f7f7f7;padding:10px;font-size:12px;overflow:auto}}
     let _ = write!(
         h,
         "<p>Ceiling: every successful payment through the default processor at the scenario's fee ({}%), bonus at p99 = 0 (22%), no fine: {}.</p>",
-        d.plan.scenario.fees().0 * 100.0,
+        crate::js::big_percent_string(d.plan.scenario.fees().0),
         money(ceiling(d.plan.scenario, d.inputs.successes))
     );
     let _ = write!(
@@ -781,10 +784,10 @@ mod tests {
             y_label: "ms",
             log: true,
             x_max: 60.0,
-            series: vec![Series {
-                name: "p99".into(),
-                points: vec![(0.5, 0.8), (1.5, 12.0), (2.5, 0.0)],
-            }],
+            series: vec![Series::new(
+                "p99",
+                vec![(0.5, 0.8), (1.5, 12.0), (2.5, 0.0)],
+            )],
             stages: &stages,
             end: 60.0,
         };
