@@ -226,7 +226,8 @@ impl Reader<'_> {
         let present = self.u8()?;
         let v = i64::from_le_bytes(self.array()?);
         match present {
-            0 => Ok(None),
+            // Canonical form only: an absent bound carries zero bytes.
+            0 if v == 0 => Ok(None),
             1 => Ok(Some(Micros(v))),
             _ => Err(DecodeError::Malformed),
         }
@@ -297,6 +298,16 @@ mod tests {
         assert_eq!(split_frame(&buf[..3]), Ok(None));
         assert_eq!(split_frame(&buf[..4]), Ok(None));
         assert!(split_frame(&(u32::MAX).to_le_bytes()).is_err());
+    }
+
+    #[test]
+    fn only_canonical_encodings_decode() {
+        // Found by the ipc_frames fuzz target: an absent bound with stray bytes.
+        let mut p = vec![T_SUMMARY, 0];
+        p.extend_from_slice(&7i64.to_le_bytes());
+        p.push(0);
+        p.extend_from_slice(&[0; 8]);
+        assert_eq!(Request::decode(&p), Err(DecodeError::Malformed));
     }
 
     proptest! {
