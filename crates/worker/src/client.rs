@@ -125,19 +125,20 @@ impl ProcessorClient {
     /// `GET {base}/payments/service-health`.
     pub async fn health(&self, base: &str) -> HealthPoll {
         match self.get(&format!("{base}/payments/service-health")).await {
-            Ok((StatusCode::OK, _, body)) => match parse_health(&body) {
-                Some(r) => HealthPoll::Report(r),
-                None => HealthPoll::Error(format!(
-                    "unexpected health body: {}",
-                    String::from_utf8_lossy(&body)
-                )),
-            },
             Ok((StatusCode::TOO_MANY_REQUESTS, retry_after, _)) => {
                 // The limiter's window is 5 s; an absent or absurd header means that.
                 let secs = retry_after.filter(|s| (1..=60).contains(s)).unwrap_or(5);
                 HealthPoll::RetryAfter(Duration::from_secs(secs))
             }
-            Ok((status, _, _)) => HealthPoll::Error(format!("health answered {status}")),
+            // One revision of the official processor answers 503 with the same body
+            // while failing: the body is what counts.
+            Ok((status, _, body)) => match parse_health(&body) {
+                Some(r) => HealthPoll::Report(r),
+                None => HealthPoll::Error(format!(
+                    "health answered {status}: {}",
+                    String::from_utf8_lossy(&body[..body.len().min(200)])
+                )),
+            },
             Err(e) => HealthPoll::Error(e),
         }
     }

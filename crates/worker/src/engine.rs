@@ -27,8 +27,8 @@ pub struct EngineConfig {
     /// Attempts in flight per processor at most (the official processor admits 800
     /// concurrent requests and queues 500 more).
     pub max_in_flight: [usize; 2],
-    /// While a processor is believed failing, one payment at a time is sent to it as a
-    /// probe, at most this often, to notice its recovery before the next health poll.
+    /// While a processor is believed failing, one payment is sent to it as a probe at
+    /// most this often, to notice its recovery before the next health poll.
     pub probe_interval_us: i64,
     /// After a request's fate became unknown, a "not found" lookup is believed only once
     /// this long has passed since that request was sent: longer than any processor
@@ -221,10 +221,12 @@ pub fn route(views: &[ProcessorView; 2], cfg: &EngineConfig, now: Micros) -> Rou
     let has_room = |p: Processor| views[p.index()].in_flight() < cfg.max_in_flight[p.index()];
     let works = |p: Processor| !views[p.index()].failing() && has_room(p);
     let fast = |p: Processor| views[p.index()].expected_latency_us(now) <= cfg.latency_budget_us;
+    // Spaced by time only, not by what is still in flight: a request sent during a
+    // 5 s outage stays out for 5 s, and a recovery must not wait for it.
     let probe_due = |p: Processor| {
         let v = &views[p.index()];
         v.failing()
-            && v.in_flight() == 0
+            && has_room(p)
             && v.last_probe
                 .is_none_or(|t| now.0 - t.0 >= cfg.probe_interval_us)
     };
@@ -953,7 +955,7 @@ mod tests {
     }
 
     #[test]
-    fn probes_are_spaced_and_single() {
+    fn probes_are_spaced_by_time() {
         let cfg = EngineConfig::default();
         let mut d = view(Some(true), 0, None);
         let f = view(Some(true), 0, None);
@@ -970,11 +972,13 @@ mod tests {
         let mut f2 = f.clone();
         f2.last_probe = Some(t(900));
         assert_eq!(route(&[d.clone(), f2], &cfg, t(999)), Route::Wait);
-        // A probe in flight blocks the next one.
+        // A probe still out does not hold the next one back: only time does.
         d.in_flight.insert((t(1000), 1));
+        d.last_probe = Some(t(1000));
         let mut f3 = f;
         f3.last_probe = Some(t(999));
-        assert_eq!(route(&[d, f3], &cfg, t(1500)), Route::Wait);
+        assert_eq!(route(&[d.clone(), f3.clone()], &cfg, t(1500)), Route::Wait);
+        assert_eq!(route(&[d, f3], &cfg, t(2000)), Route::Probe(D));
     }
 
     #[test]
