@@ -9,7 +9,7 @@ use crate::http::Reply;
 use hdrhistogram::Histogram;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// What a request was for (all of them count in the p99, as in k6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,11 +201,6 @@ impl Recorder {
     pub fn seconds(&self) -> Vec<Second> {
         self.lock().seconds.clone()
     }
-
-    /// The whole-test latency histogram (µs), for the report's overall percentiles.
-    pub fn overall(&self) -> Histogram<u64> {
-        self.lock().live.clone()
-    }
 }
 
 /// Percentiles of one second, in ms (`None` when nothing was answered).
@@ -217,15 +212,11 @@ pub fn second_percentiles(s: &Second) -> Option<[f64; 4]> {
     Some([q(0.5), q(0.9), q(0.99), s.latency.max() as f64 / 1000.0])
 }
 
-/// Convenience for tests and the report: a duration in ms.
-pub fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use bytes::Bytes;
+    use std::time::Duration;
 
     fn reply(status: u16, ms: u64) -> Reply {
         Reply {

@@ -34,16 +34,27 @@ fn run_bench(out: &Path, extra: &[&str]) -> serde_json::Value {
         out.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    let output = Command::new(EXE).args(&args).output().expect("running payroute bench");
+    let output = Command::new(EXE)
+        .args(&args)
+        .output()
+        .expect("running payroute bench");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "payroute bench failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
-    assert!(stdout.contains("profit (total_liquido)"), "no summary:\n{stdout}");
+    assert!(
+        output.status.success(),
+        "payroute bench failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        stdout.contains("profit (total_liquido)"),
+        "no summary:\n{stdout}"
+    );
     let text = std::fs::read_to_string(out.join("final-results.json")).expect("final-results.json");
     let html = std::fs::read_to_string(out.join("report.html")).expect("report.html");
     assert!(html.starts_with("<!DOCTYPE html>") && html.contains("<svg"));
     // Self-contained: nothing to fetch, nothing to run.
-    assert!(!html.contains("<script") && !html.contains("src=\"http") && !html.contains("href=\"http"));
+    assert!(
+        !html.contains("<script") && !html.contains("src=\"http") && !html.contains("href=\"http")
+    );
     serde_json::from_str(&text).expect("valid JSON")
 }
 
@@ -60,11 +71,23 @@ fn check_sane(r: &serde_json::Value) {
     assert!(lag >= 0.0, "caixa dois: {r}");
     assert!(lag <= ok * 0.5, "lag too large: {r}");
     assert_eq!(r["caixa_dois"]["detectado"], false);
-    let counted = r["pagamentos_realizados_default"]["num_pagamentos"].as_f64().unwrap()
-        + r["pagamentos_realizados_fallback"]["num_pagamentos"].as_f64().unwrap();
+    let counted = r["pagamentos_realizados_default"]["num_pagamentos"]
+        .as_f64()
+        .unwrap()
+        + r["pagamentos_realizados_fallback"]["num_pagamentos"]
+            .as_f64()
+            .unwrap();
     assert_eq!(counted + lag, ok);
     assert!(r["total_liquido"].as_f64().unwrap() > 0.0);
-    for key in ["timestamp", "participante", "total_bruto", "total_taxas", "descricao", "p99", "multa"] {
+    for key in [
+        "timestamp",
+        "participante",
+        "total_bruto",
+        "total_taxas",
+        "descricao",
+        "p99",
+        "multa",
+    ] {
         assert!(r.get(key).is_some(), "missing {key}: {r}");
     }
     assert!(r["p99"]["valor"].as_str().unwrap().ends_with("ms"));
@@ -74,7 +97,10 @@ fn check_sane(r: &serde_json::Value) {
 fn bench_runs_the_final_against_payroute_it_starts() {
     let dir = tempfile_dir("bench-e2e-own");
     // Limits off: the test must not depend on cgroups being writable.
-    let r = run_bench(&dir, &["--port", "0", "--emulator-ports", "0,0", "--limits", "off"]);
+    let r = run_bench(
+        &dir,
+        &["--port", "0", "--emulator-ports", "0,0", "--limits", "off"],
+    );
     check_sane(&r);
     assert_eq!(r["participante"], "payroute");
     std::fs::remove_dir_all(&dir).ok();
@@ -92,7 +118,10 @@ fn bench_runs_the_final_against_a_given_backend() {
     let running = launcher::start(&up).expect("starting payroute");
     let backend = running.backend_url();
     let ports = format!("{pd},{pf}");
-    let r = run_bench(&dir.join("out"), &["--backend", &backend, "--emulator-ports", &ports]);
+    let r = run_bench(
+        &dir.join("out"),
+        &["--backend", &backend, "--emulator-ports", &ports],
+    );
     check_sane(&r);
     assert_eq!(r["participante"], "anonymous");
     running.stop().expect("stopping payroute");
