@@ -15,7 +15,10 @@ use tokio::sync::{mpsc, oneshot};
 pub enum WorkerError {
     #[error("the worker is unreachable")]
     Unreachable,
-    #[error("the worker did not answer in time")]
+    /// The request reached the worker, or may have: for a payment, its fate is
+    /// unknown to this client. A retry with the same correlationId is safe: it is
+    /// answered as a duplicate if the first one was taken.
+    #[error("the worker did not answer in time; the request may have been applied, retry with the same correlationId")]
     Timeout,
 }
 

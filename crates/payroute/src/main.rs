@@ -10,7 +10,13 @@ use clap::{Parser, Subcommand};
 /// A deployment is one worker, two or more api instances behind a load balancer, and
 /// two processors. `payroute up` runs all of it on one machine.
 #[derive(Parser)]
-#[command(name = "payroute", version, about, long_about, propagate_version = true)]
+#[command(
+    name = "payroute",
+    version,
+    about,
+    long_about,
+    propagate_version = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

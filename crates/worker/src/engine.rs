@@ -653,8 +653,11 @@ impl Engine {
         let view = &mut self.views[i];
         let latency = now.0 - a.started.0;
         if result == SendResult::Unknown {
-            // A timeout tells how slow, not whether failing: keep the current verdict.
+            // A timeout tells how slow, not whether failing: keep the current verdict,
+            // and count the processor as over budget whatever the timeout's length (a
+            // timeout shorter than the budget must not make it look fast).
             let failing = view.failing();
+            let latency = latency.max(self.cfg.latency_budget_us + 1);
             view.last_completion = Some((now, failing, latency));
         } else {
             view.last_completion = Some((now, failed, latency));
@@ -991,6 +994,23 @@ mod tests {
         // 1.3 s later the first request is still out: default is now over budget.
         let (_, p, _, _) = send(&mut e, t(1300));
         assert_eq!(p, F);
+    }
+
+    #[test]
+    fn a_timeout_makes_a_processor_over_budget_whatever_its_length() {
+        let mut e = Engine::new(EngineConfig {
+            latency_budget_us: 1_200_000,
+            ..EngineConfig::default()
+        });
+        e.submit(id(1), Cents(1));
+        e.submit(id(2), Cents(1));
+        let (a, p, _, _) = send(&mut e, t(0));
+        assert_eq!(p, D);
+        // A 1 s timeout, below the 1.2 s budget.
+        e.on_send_result(a, SendResult::Unknown, t(1_000));
+        assert!(e.view(D).expected_latency_us(t(1_000)) > 1_200_000);
+        let (_, p, id2, _) = send(&mut e, t(1_000));
+        assert_eq!((p, id2), (F, id(2)));
     }
 
     #[test]
