@@ -46,6 +46,53 @@ fn cpu_during_test(o: &RunOutput, p: &ProcUsage) -> f64 {
     (p.cpu_seconds - before).max(0.0)
 }
 
+/// Window of the backend's peak CPU figure: long enough to smooth the 1 s samples,
+/// short enough to catch a stage's burst.
+const PEAK_WINDOW_SECS: f64 = 5.0;
+
+/// Peak CPU, in cores, of the backend's own processes together (everything the bench
+/// started except the emulated processors), over any `PEAK_WINDOW_SECS` window of the
+/// test; `None` when the bench did not start the backend.
+pub fn backend_peak_cores(o: &RunOutput) -> Option<f64> {
+    peak_cores(&o.data.usage_samples, PEAK_WINDOW_SECS, |name| {
+        !name.starts_with("processor-")
+    })
+}
+
+/// Largest CPU use, in cores, of the processes `include` selects, over any window of
+/// `window` seconds (at least 80% covered by samples); `None` if none is selected.
+pub fn peak_cores(
+    samples: &[crate::runner::UsageSample],
+    window: f64,
+    include: impl Fn(&str) -> bool,
+) -> Option<f64> {
+    let cpu = |u: &crate::runner::UsageSample| -> f64 {
+        u.cpu_seconds
+            .iter()
+            .filter(|(name, _)| include(name))
+            .map(|(_, c)| c)
+            .sum()
+    };
+    let selected = samples
+        .first()
+        .is_some_and(|u| u.cpu_seconds.iter().any(|(name, _)| include(name)));
+    if !selected {
+        return None;
+    }
+    let mut peak: f64 = 0.0;
+    let mut j = 0;
+    for i in 0..samples.len() {
+        while samples[i].t - samples[j].t > window {
+            j += 1;
+        }
+        let dt = samples[i].t - samples[j].t;
+        if dt >= window * 0.8 {
+            peak = peak.max((cpu(&samples[i]) - cpu(&samples[j])) / dt);
+        }
+    }
+    Some(peak)
+}
+
 /// Every figure of a run by name, for `--runs` (min / median / max) and `bench.json`.
 pub fn figures(o: &RunOutput) -> Vec<(String, f64)> {
     let d = &o.data;
@@ -72,6 +119,16 @@ pub fn figures(o: &RunOutput) -> Vec<(String, f64)> {
         ("requests".into(), d.requests as f64),
         ("bench_cpu_seconds".into(), d.bench_cpu_seconds),
     ];
+    if let Some(peak) = backend_peak_cores(o) {
+        v.push(("backend_peak_cpu_cores_5s".into(), peak));
+        let rss: u64 = o
+            .usage
+            .iter()
+            .filter(|p| !p.name.starts_with("processor-"))
+            .map(|p| p.peak_rss_bytes)
+            .sum();
+        v.push(("backend_peak_rss_mb_sum".into(), rss as f64 / 1_048_576.0));
+    }
     for p in &o.usage {
         v.push((
             format!("cpu_seconds_test[{}]", p.name),
@@ -169,6 +226,19 @@ pub fn summary_text(o: &RunOutput) -> String {
         "  {:<22}  cpu {:>6.1} s during the test (the load generator itself)",
         "bench", d.bench_cpu_seconds
     );
+    if let Some(peak) = backend_peak_cores(o) {
+        let rss: u64 = o
+            .usage
+            .iter()
+            .filter(|p| !p.name.starts_with("processor-"))
+            .map(|p| p.peak_rss_bytes)
+            .sum();
+        let _ = writeln!(
+            t,
+            "  backend (all but the processors): peak {peak:.3} CPU cores over 5 s, peak RSS summed {:.1} MB",
+            rss as f64 / 1_048_576.0
+        );
+    }
     let warn = if o.limits.is_warning() { "!!! " } else { "" };
     let _ = writeln!(t, "  {warn}{}", o.limits.describe());
     for e in &o.events {
@@ -760,6 +830,35 @@ pre{{background:#f7f7f7;padding:10px;font-size:12px;overflow:auto}}
         esc(&o.command)
     );
     h
+}
+
+#[cfg(test)]
+mod peak_tests {
+    use super::peak_cores;
+    use crate::runner::UsageSample;
+
+    #[test]
+    fn peak_over_a_sliding_window() {
+        // worker: 0.1 core, then 0.5 core from t=10 to t=15; processor: 1 core always.
+        let mut worker = 0.0;
+        let samples: Vec<UsageSample> = (0..=30)
+            .map(|t| {
+                if t > 0 {
+                    worker += if (11..=15).contains(&t) { 0.5 } else { 0.1 };
+                }
+                UsageSample {
+                    t: f64::from(t),
+                    cpu_seconds: vec![
+                        ("worker".into(), worker),
+                        ("processor-default".into(), f64::from(t)),
+                    ],
+                }
+            })
+            .collect();
+        let peak = peak_cores(&samples, 5.0, |n| !n.starts_with("processor-")).unwrap();
+        assert!((peak - 0.5).abs() < 1e-9, "{peak}");
+        assert_eq!(peak_cores(&samples, 5.0, |n| n == "nobody"), None);
+    }
 }
 
 #[cfg(test)]
