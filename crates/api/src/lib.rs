@@ -48,6 +48,10 @@ pub struct Args {
     /// in seconds.
     #[arg(long, env = "PAYROUTE_HEADER_TIMEOUT_SECS", default_value_t = 30)]
     pub header_timeout_secs: u64,
+    /// Time allowed for a request body to arrive once its head has, in ms; a slower or
+    /// truncated body gets 408 and changes nothing.
+    #[arg(long, env = "PAYROUTE_BODY_TIMEOUT_MS", default_value_t = 10_000)]
+    pub body_timeout_ms: u64,
     /// How long to wait for the worker's reply before answering 503, in ms.
     #[arg(long, env = "PAYROUTE_WORKER_TIMEOUT_MS", default_value_t = 1000)]
     pub worker_timeout_ms: u64,
@@ -59,6 +63,7 @@ pub struct Config {
     pub worker_socket: PathBuf,
     pub max_body_bytes: usize,
     pub limits: ServeLimits,
+    pub body_timeout: Duration,
     pub worker_timeout: Duration,
 }
 
@@ -68,6 +73,7 @@ impl Config {
             worker_socket,
             max_body_bytes: 4096,
             limits: ServeLimits::default(),
+            body_timeout: Duration::from_secs(10),
             worker_timeout: Duration::from_secs(1),
         }
     }
@@ -81,6 +87,7 @@ impl Config {
                 max_header_bytes: a.max_header_bytes,
                 header_timeout: Duration::from_secs(a.header_timeout_secs),
             },
+            body_timeout: Duration::from_millis(a.body_timeout_ms),
             worker_timeout: Duration::from_millis(a.worker_timeout_ms),
         }
     }
@@ -129,6 +136,7 @@ struct ApiMetrics {
 struct State {
     worker: WorkerClient,
     max_body: usize,
+    body_timeout: Duration,
     metrics: Mutex<ApiMetrics>,
 }
 
@@ -141,6 +149,7 @@ pub async fn serve(
     let state = Arc::new(State {
         worker: WorkerClient::new(config.worker_socket.clone(), config.worker_timeout),
         max_body: config.max_body_bytes,
+        body_timeout: config.body_timeout,
         metrics: Mutex::new(ApiMetrics::default()),
     });
     let handler = move |req: Request<Incoming>| {
@@ -234,9 +243,16 @@ fn worker_down(e: WorkerError) -> Response<Body> {
 }
 
 async fn post_payment(state: &State, req: Request<Incoming>) -> Response<Body> {
-    let body = match netio::read_body(req, state.max_body).await {
-        Ok(b) => b,
-        Err(netio::BodyError::TooLarge) => {
+    let read = tokio::time::timeout(state.body_timeout, netio::read_body(req, state.max_body));
+    let body = match read.await {
+        Err(_) => {
+            return netio::json(
+                StatusCode::REQUEST_TIMEOUT,
+                Bytes::from_static(br#"{"error":"body not received in time","field":"body"}"#),
+            )
+        }
+        Ok(Ok(b)) => b,
+        Ok(Err(netio::BodyError::TooLarge)) => {
             return netio::json(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!(
@@ -245,7 +261,7 @@ async fn post_payment(state: &State, req: Request<Incoming>) -> Response<Body> {
                 ),
             )
         }
-        Err(netio::BodyError::Io) => {
+        Ok(Err(netio::BodyError::Io)) => {
             return netio::error(StatusCode::BAD_REQUEST, "body could not be read")
         }
     };

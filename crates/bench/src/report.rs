@@ -46,6 +46,18 @@ fn cpu_during_test(o: &RunOutput, p: &ProcUsage) -> f64 {
     (p.cpu_seconds - before).max(0.0)
 }
 
+/// `|backend.default - default| + |backend.fallback - fallback|` in payments, between
+/// the backend's own summary and the processors' books over the teardown window, read
+/// right after the teardown; `None` when the backend's summary could not be read.
+pub fn end_audit_difference(o: &RunOutput) -> Option<f64> {
+    let b = o.data.end_audit?;
+    let i = &o.data.inputs;
+    Some(
+        (b.default_requests - i.default.total_requests).abs()
+            + (b.fallback_requests - i.fallback.total_requests).abs(),
+    )
+}
+
 /// Window of the backend's peak CPU figure: long enough to smooth the 1 s samples,
 /// short enough to catch a stage's burst.
 const PEAK_WINDOW_SECS: f64 = 5.0;
@@ -119,6 +131,9 @@ pub fn figures(o: &RunOutput) -> Vec<(String, f64)> {
         ("requests".into(), d.requests as f64),
         ("bench_cpu_seconds".into(), d.bench_cpu_seconds),
     ];
+    if let Some(diff) = end_audit_difference(o) {
+        v.push(("end_audit_request_difference".into(), diff));
+    }
     if let Some(peak) = backend_peak_cores(o) {
         v.push(("backend_peak_cpu_cores_5s".into(), peak));
         let rss: u64 = o
@@ -226,6 +241,26 @@ pub fn summary_text(o: &RunOutput) -> String {
         "  {:<22}  cpu {:>6.1} s during the test (the load generator itself)",
         "bench", d.bench_cpu_seconds
     );
+    match end_audit_difference(o) {
+        Some(0.0) => {
+            let _ = writeln!(
+                t,
+                "  at the end                backend summary equals the processors' books over the teardown window"
+            );
+        }
+        Some(d) => {
+            let _ = writeln!(
+                t,
+                "  !!! at the end the backend summary differs from the processors' books by {d} payments"
+            );
+        }
+        None => {
+            let _ = writeln!(
+                t,
+                "  at the end                backend summary not readable"
+            );
+        }
+    }
     if let Some(peak) = backend_peak_cores(o) {
         let rss: u64 = o
             .usage

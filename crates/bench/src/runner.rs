@@ -128,6 +128,10 @@ pub struct RunData {
     pub started_at: String,
     /// Seconds from the test start to the teardown.
     pub teardown_at: f64,
+    /// The backend's own summary over the teardown window, read right after the
+    /// official teardown (in the final the official script does not read it; this
+    /// read is not recorded, so it changes no official figure): `None` if it failed.
+    pub end_audit: Option<BackendSummary>,
 }
 
 type Shared<T> = Arc<Mutex<Vec<T>>>;
@@ -234,7 +238,7 @@ pub async fn run_once(
     // Teardown.
     let teardown_at = t0.elapsed().as_secs_f64();
     let bench_cpu_seconds = crate::topology::own_cpu_seconds() - bench_cpu_at_start;
-    let (default, fallback, backend) = tokio::select! {
+    let (default, fallback, backend, end_audit) = tokio::select! {
         r = teardown(s, &rec) => r,
         _ = cancel.cancelled() => bail!("interrupted during teardown"),
     };
@@ -284,6 +288,7 @@ pub async fn run_once(
         bench_cpu_seconds,
         started_at,
         teardown_at,
+        end_audit,
     })
 }
 
@@ -513,11 +518,17 @@ async fn stage(
 }
 
 /// `teardown()`: the processors' summaries (and the backend's, in the preview) over
-/// the last window.
+/// the last window; then, beyond the script and unrecorded, the backend's summary over
+/// the same window, to check that it agrees with the processors' books at the end.
 async fn teardown(
     s: &RunSettings,
     rec: &Arc<Recorder>,
-) -> (ProcessorSummary, ProcessorSummary, Option<BackendSummary>) {
+) -> (
+    ProcessorSummary,
+    ProcessorSummary,
+    Option<BackendSummary>,
+    Option<BackendSummary>,
+) {
     let to_ms = Micros::now().millis();
     let from =
         Micros::from_millis(to_ms - s.plan.teardown_window.as_millis() as i64).to_millis_string();
@@ -530,25 +541,31 @@ async fn teardown(
     let rf = admin(&s.fallback, rec)
         .request(Kind::Summary, Method::GET, &pp_path, None, Some(&s.token))
         .await;
+    let backend_path = format!("/payments-summary{q}");
     let backend = match s.plan.scenario.score_source() {
         crate::scenario::ScoreSource::Backend => {
             let rb = admin(&s.backend, rec)
-                .request(
-                    Kind::Summary,
-                    Method::GET,
-                    &format!("/payments-summary{q}"),
-                    None,
-                    None,
-                )
+                .request(Kind::Summary, Method::GET, &backend_path, None, None)
                 .await;
             Some(parse_backend_summary(rb.status, &rb.body))
         }
         crate::scenario::ScoreSource::Processors => None,
     };
+    let audit = match backend {
+        Some(b) => Some(b),
+        None => {
+            let mut c = Conn::new(s.backend.clone(), None, REQUEST_TIMEOUT);
+            let rb = c
+                .request(Kind::Summary, Method::GET, &backend_path, None, None)
+                .await;
+            (rb.status == 200).then(|| parse_backend_summary(rb.status, &rb.body))
+        }
+    };
     (
         parse_processor_summary(rd.status, &rd.body),
         parse_processor_summary(rf.status, &rf.body),
         backend,
+        audit,
     )
 }
 

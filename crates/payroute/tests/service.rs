@@ -421,3 +421,35 @@ fn queue_full_and_worker_down_answer_503_json() {
     shutdown.cancel();
     server.join().unwrap().unwrap();
 }
+
+#[test]
+fn a_truncated_body_gets_408_and_changes_nothing() {
+    use std::io::{Read, Write};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let l = rt.block_on(async { Listener::bind(&"127.0.0.1:0".parse().unwrap(), false).unwrap() });
+    let addr = match l.local_addr().unwrap() {
+        ListenAddr::Tcp(a) => a,
+        ListenAddr::Unix(_) => unreachable!(),
+    };
+    let mut cfg = api::Config::new(test_dir("truncated").join("no-worker.sock"));
+    cfg.body_timeout = Duration::from_millis(200);
+    let sd = shutdown.clone();
+    let server = std::thread::spawn(move || rt.block_on(api::serve(cfg, l, sd)));
+    let mut s = wait_for(Duration::from_secs(5), "the api", || {
+        std::net::TcpStream::connect(addr).ok()
+    });
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // Declares 100 bytes, sends 10, then waits.
+    s.write_all(b"POST /payments HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"correlat").unwrap();
+    let mut buf = [0u8; 512];
+    let n = s.read(&mut buf).unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+    assert!(head.contains("\"field\":\"body\""), "{head}");
+    shutdown.cancel();
+    server.join().unwrap().unwrap();
+}
