@@ -1416,20 +1416,30 @@ mod tests {
     /// end of its log, and whatever was started is stopped.
     #[test]
     fn a_role_dying_at_start_is_named_with_its_log() {
-        let free = || {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
+        // Three distinct ports: the listeners are held until all three are chosen.
+        let free3 = || {
+            let ls: Vec<std::net::TcpListener> = (0..3)
+                .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+                .collect();
+            let p: Vec<u16> = ls.iter().map(|l| l.local_addr().unwrap().port()).collect();
+            (p[0], p[1], p[2])
         };
         let dir = std::env::temp_dir().join(format!("launcher-dies-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         // `false` ignores its arguments and exits with status 1: every role "crashes".
         let mut config = UpConfig::new("/bin/false", &dir);
-        config.port = free();
-        config.emulator_ports = (free(), free());
-        let err = format!("{:#}", start(&config).unwrap_err());
+        // A port taken by a test running in parallel between the choice and the start
+        // is not what this test is about: choose again (bounded).
+        let mut err = String::new();
+        for _ in 0..5 {
+            let (a, b, c) = free3();
+            config.port = a;
+            config.emulator_ports = (b, c);
+            err = format!("{:#}", start(&config).unwrap_err());
+            if !err.contains("is not available") {
+                break;
+            }
+        }
         assert!(err.contains("processor-default (pid "), "{err}");
         assert!(err.contains("exit status: 1"), "{err}");
         assert!(

@@ -114,12 +114,25 @@ fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it).
+/// A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it), never the
+/// same twice in one test process: the OS may hand a just-released port out again, and
+/// two roles given the same port would fail for a reason no test is about.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("no free port")
-        .port()
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let given = given.get_or_insert_with(HashSet::new);
+    for _ in 0..100 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("no free port")
+            .port();
+        if given.insert(port) {
+            return port;
+        }
+    }
+    panic!("no new free port after 100 tries");
 }
 
 /// A fresh directory for one test's files, under the system's temp dir.
