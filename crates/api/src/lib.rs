@@ -174,30 +174,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("binding {}", args.listen))?;
         tracing::info!(listen = %args.listen, worker = %args.worker_socket.display(), "api listening");
         let shutdown = CancellationToken::new();
-        tokio::spawn(stop_on_signal(shutdown.clone()));
+        tokio::spawn(netio::stop_on_signal(shutdown.clone()));
         let result = serve(config, listener, shutdown).await;
         if let ListenAddr::Unix(path) = &args.listen {
             let _ = std::fs::remove_file(path);
         }
         result
     })
-}
-
-async fn stop_on_signal(token: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-    tracing::info!("stopping");
-    token.cancel();
 }
 
 async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {

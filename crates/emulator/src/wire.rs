@@ -192,7 +192,7 @@ impl SummaryBounds {
                 "to" => ("to", &mut b.to),
                 _ => continue,
             };
-            let value = percent_decode(value).ok_or_else(|| {
+            let value = model::summary::percent_decode(value).ok_or_else(|| {
                 InputError::new(field, format!("{field} is not valid percent-encoding"))
             })?;
             if value.is_empty() {
@@ -208,25 +208,6 @@ impl SummaryBounds {
     }
 }
 
-/// Decodes `%XX` escapes. `+` stays `+`: in a timestamp it is an offset sign, and
-/// nobody sends these queries form-encoded.
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 /// Why a JSON number could not be made into cents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum AmountError {
@@ -239,59 +220,11 @@ pub(crate) enum AmountError {
 /// `-0.005` → 0. Magnitudes above [`MAX_PAYMENT_CENTS`] are refused: it keeps every sum
 /// of 90 million payments inside an `i64`, and payroute never sends more.
 pub(crate) fn round_json_number_to_cents(text: &str) -> Result<Cents, AmountError> {
-    let b = text.as_bytes();
-    let mut i = 0;
-    let negative = b.first() == Some(&b'-');
-    if negative {
-        i += 1;
-    }
-    // Significant digits (integer then fraction) and a decimal exponent:
-    // value = digits × 10^exp.
-    let mut digits: Vec<u8> = Vec::with_capacity(b.len());
-    let int_start = i;
-    while i < b.len() && b[i].is_ascii_digit() {
-        digits.push(b[i] - b'0');
-        i += 1;
-    }
-    let int_len = i - int_start;
-    if int_len == 0 || (int_len > 1 && b[int_start] == b'0') {
-        return Err(AmountError::NotANumber);
-    }
-    let mut exp: i64 = 0;
-    if i < b.len() && b[i] == b'.' {
-        i += 1;
-        let frac_start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            digits.push(b[i] - b'0');
-            i += 1;
-        }
-        if i == frac_start {
-            return Err(AmountError::NotANumber);
-        }
-        exp -= (i - frac_start) as i64;
-    }
-    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
-        i += 1;
-        let mut exp_negative = false;
-        if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
-            exp_negative = b[i] == b'-';
-            i += 1;
-        }
-        let exp_start = i;
-        let mut e: i64 = 0;
-        while i < b.len() && b[i].is_ascii_digit() {
-            // Clamped: anything past a million digits either way is zero or too large.
-            e = (e * 10 + i64::from(b[i] - b'0')).min(1_000_000);
-            i += 1;
-        }
-        if i == exp_start {
-            return Err(AmountError::NotANumber);
-        }
-        exp += if exp_negative { -e } else { e };
-    }
-    if i != b.len() {
-        return Err(AmountError::NotANumber);
-    }
+    let model::money::DecimalLiteral {
+        negative,
+        digits,
+        exp,
+    } = model::money::DecimalLiteral::parse(text).ok_or(AmountError::NotANumber)?;
     // In cents: value = digits × 10^(exp + 2). Keep the digits above the cent and
     // round on the ones below it.
     let scale = exp + 2;

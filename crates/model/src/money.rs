@@ -28,58 +28,11 @@ impl Cents {
     /// cents. Accepts exponents (`1.99e1`) and trailing zeros (`19.900`); refuses
     /// anything that is not a positive whole number of cents.
     pub fn parse_json_number(text: &str) -> Result<Cents, AmountError> {
-        let b = text.as_bytes();
-        let mut i = 0;
-        let negative = b.first() == Some(&b'-');
-        if negative {
-            i += 1;
-        }
-        // Integer and fraction digits, collected as one digit string with a decimal
-        // exponent: value = digits * 10^exp.
-        let mut digits: Vec<u8> = Vec::with_capacity(b.len());
-        let int_start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            digits.push(b[i] - b'0');
-            i += 1;
-        }
-        let int_len = i - int_start;
-        if int_len == 0 || (int_len > 1 && b[int_start] == b'0') {
-            return Err(AmountError::NotANumber);
-        }
-        let mut exp: i64 = 0;
-        if i < b.len() && b[i] == b'.' {
-            i += 1;
-            let frac_start = i;
-            while i < b.len() && b[i].is_ascii_digit() {
-                digits.push(b[i] - b'0');
-                i += 1;
-            }
-            if i == frac_start {
-                return Err(AmountError::NotANumber);
-            }
-            exp -= (i - frac_start) as i64;
-        }
-        if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
-            i += 1;
-            let mut exp_neg = false;
-            if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
-                exp_neg = b[i] == b'-';
-                i += 1;
-            }
-            let exp_start = i;
-            let mut e: i64 = 0;
-            while i < b.len() && b[i].is_ascii_digit() {
-                e = (e * 10 + i64::from(b[i] - b'0')).min(1_000_000);
-                i += 1;
-            }
-            if i == exp_start {
-                return Err(AmountError::NotANumber);
-            }
-            exp += if exp_neg { -e } else { e };
-        }
-        if i != b.len() {
-            return Err(AmountError::NotANumber);
-        }
+        let DecimalLiteral {
+            negative,
+            mut digits,
+            exp,
+        } = DecimalLiteral::parse(text).ok_or(AmountError::NotANumber)?;
         // Scale to cents: value_in_cents = digits * 10^(exp + 2).
         let mut scale = exp + 2;
         // Drop trailing zeros that the negative scale would divide away.
@@ -114,6 +67,78 @@ impl Cents {
             }
         }
         Ok(Cents(value))
+    }
+}
+
+/// The text of a JSON number, split exactly: value = (−1)^`negative` × `digits` ×
+/// 10^`exp`, `digits` being the significant digits (0–9), most significant first. No
+/// binary floating point is involved, so nothing is lost before the caller decides how
+/// to round.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecimalLiteral {
+    pub negative: bool,
+    pub digits: Vec<u8>,
+    pub exp: i64,
+}
+
+impl DecimalLiteral {
+    /// Reads exactly the JSON number grammar (RFC 8259 §6): optional `-`, an integer
+    /// without leading zeros, optional fraction, optional exponent. `None` for
+    /// anything else (`NaN`, `.5`, `1.`, `+1`, strings). The exponent is clamped to
+    /// ±1,000,000: past that any value is zero or too large for any amount.
+    pub fn parse(text: &str) -> Option<DecimalLiteral> {
+        let b = text.as_bytes();
+        let mut i = 0;
+        let negative = b.first() == Some(&b'-');
+        if negative {
+            i += 1;
+        }
+        let mut digits: Vec<u8> = Vec::with_capacity(b.len());
+        let int_start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            digits.push(b[i] - b'0');
+            i += 1;
+        }
+        let int_len = i - int_start;
+        if int_len == 0 || (int_len > 1 && b[int_start] == b'0') {
+            return None;
+        }
+        let mut exp: i64 = 0;
+        if i < b.len() && b[i] == b'.' {
+            i += 1;
+            let frac_start = i;
+            while i < b.len() && b[i].is_ascii_digit() {
+                digits.push(b[i] - b'0');
+                i += 1;
+            }
+            if i == frac_start {
+                return None;
+            }
+            exp -= (i - frac_start) as i64;
+        }
+        if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
+            i += 1;
+            let mut exp_neg = false;
+            if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
+                exp_neg = b[i] == b'-';
+                i += 1;
+            }
+            let exp_start = i;
+            let mut e: i64 = 0;
+            while i < b.len() && b[i].is_ascii_digit() {
+                e = (e * 10 + i64::from(b[i] - b'0')).min(1_000_000);
+                i += 1;
+            }
+            if i == exp_start {
+                return None;
+            }
+            exp += if exp_neg { -e } else { e };
+        }
+        (i == b.len()).then_some(DecimalLiteral {
+            negative,
+            digits,
+            exp,
+        })
     }
 }
 

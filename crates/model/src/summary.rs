@@ -123,7 +123,7 @@ impl SummaryQuery {
 
 /// Decodes `%XX` escapes. `+` stays `+`: in a timestamp it is an offset sign, and no
 /// client of this API sends form-encoded spaces.
-fn percent_decode(s: &str) -> Option<String> {
+pub fn percent_decode(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

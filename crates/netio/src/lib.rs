@@ -253,6 +253,26 @@ where
     }
 }
 
+/// Cancels `token` on the first Ctrl-C (SIGINT) or SIGTERM: every role's way to stop
+/// cleanly, whoever runs it (a terminal, `payroute up`, docker).
+pub async fn stop_on_signal(token: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!("cannot watch SIGTERM ({e}); only Ctrl-C stops this process");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    tracing::info!("stopping");
+    token.cancel();
+}
+
 /// Why a request body was not read.
 #[derive(Debug)]
 pub enum BodyError {

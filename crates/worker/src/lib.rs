@@ -262,30 +262,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("binding {}", args.socket.display()))?;
         tracing::info!(socket = %args.socket.display(), "worker listening");
         let shutdown = CancellationToken::new();
-        tokio::spawn(stop_on_signal(shutdown.clone()));
+        tokio::spawn(netio::stop_on_signal(shutdown.clone()));
         let result = serve(config, listener, shutdown).await;
         let _ = std::fs::remove_file(&args.socket);
         result
     })
-}
-
-/// Cancels `token` on Ctrl-C or SIGTERM.
-pub async fn stop_on_signal(token: CancellationToken) {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!("cannot watch SIGTERM: {e}");
-            let _ = tokio::signal::ctrl_c().await;
-            token.cancel();
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    tracing::info!("stopping");
-    token.cancel();
 }
 
 /// Sends what the engine asks for; sleeps until there is something new.
