@@ -60,6 +60,22 @@ impl Exposition {
         self
     }
 
+    /// A family with one sample per processor, labelled `processor="default"` and
+    /// `processor="fallback"`.
+    pub fn per_processor(
+        &mut self,
+        name: &str,
+        kind: &str,
+        help: &str,
+        value: impl Fn(crate::Processor) -> f64,
+    ) -> &mut Self {
+        self.family(name, kind, help);
+        for p in crate::Processor::ALL {
+            self.sample(name, &format!("processor=\"{}\"", p.name()), value(p));
+        }
+        self
+    }
+
     /// The samples of one histogram (the family must have been started).
     pub fn histogram(&mut self, name: &str, labels: &str, h: &Histogram) -> &mut Self {
         let sep = if labels.is_empty() { "" } else { "," };

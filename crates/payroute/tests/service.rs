@@ -305,6 +305,29 @@ fn duplicates_count_once() {
     h.drain(Duration::from_secs(10));
     assert_eq!(h.backend(0, "")[0].0 + h.backend(0, "")[1].0, 1);
     assert_eq!(h.books(""), h.backend(1, ""));
+    // The same figures in Prometheus text, with the api's own series.
+    let m = get(&h.apis[0], "/metrics").unwrap();
+    assert_eq!(m.status, 200);
+    for line in [
+        "payroute_payments_accepted_total 1\n",
+        "payroute_payments_duplicate_total 2\n",
+        "# TYPE payroute_payments_processed_total counter\n",
+        "payroute_in_flight{processor=\"fallback\"} 0\n",
+        "payroute_processor_request_duration_seconds_count{processor=\"default\"}",
+        "payroute_http_requests_total{route=\"payments\",class=\"2xx\"}",
+        "payroute_worker_up 1\n",
+    ] {
+        assert!(m.body.contains(line), "{line:?} missing from:\n{}", m.body);
+    }
+    let processed: f64 = ["default", "fallback"]
+        .iter()
+        .map(|p| {
+            let key = format!("payroute_payments_processed_total{{processor=\"{p}\"}} ");
+            let at = m.body.find(&key).unwrap() + key.len();
+            m.body[at..].lines().next().unwrap().parse::<f64>().unwrap()
+        })
+        .sum();
+    assert_eq!(processed, 1.0);
 }
 
 #[test]

@@ -644,18 +644,12 @@ fn metrics_text(shared: &Shared) -> String {
         "reason=\"queue_full\"",
         c.refused_full as f64,
     );
-    x.family(
+    x.per_processor(
         "payroute_payments_processed_total",
         "counter",
         "Payments recorded as stored by a processor.",
+        |p| c.processed[p.index()] as f64,
     );
-    for p in Processor::ALL {
-        x.sample(
-            "payroute_payments_processed_total",
-            &format!("processor=\"{}\"", p.name()),
-            c.processed[p.index()] as f64,
-        );
-    }
     x.family(
         "payroute_payment_retries_total",
         "counter",
@@ -676,30 +670,18 @@ fn metrics_text(shared: &Shared) -> String {
             );
         }
     }
-    x.family(
+    x.per_processor(
         "payroute_processor_lookups_total",
         "counter",
         "GET /payments/{id} calls made to learn an unknown fate.",
+        |p| c.lookups[p.index()] as f64,
     );
-    for p in Processor::ALL {
-        x.sample(
-            "payroute_processor_lookups_total",
-            &format!("processor=\"{}\"", p.name()),
-            c.lookups[p.index()] as f64,
-        );
-    }
-    x.family(
+    x.per_processor(
         "payroute_processor_probes_total",
         "counter",
         "Payments sent to a processor believed failing, to detect recovery.",
+        |p| c.probes[p.index()] as f64,
     );
-    for p in Processor::ALL {
-        x.sample(
-            "payroute_processor_probes_total",
-            &format!("processor=\"{}\"", p.name()),
-            c.probes[p.index()] as f64,
-        );
-    }
     x.family(
         "payroute_unknown_fate_resolved_total",
         "counter",
@@ -710,18 +692,12 @@ fn metrics_text(shared: &Shared) -> String {
         "",
         c.unknown_resolved as f64,
     );
-    x.family(
+    x.per_processor(
         "payroute_health_polls_total",
         "counter",
         "Successful health polls.",
+        |p| c.health_polls[p.index()] as f64,
     );
-    for p in Processor::ALL {
-        x.sample(
-            "payroute_health_polls_total",
-            &format!("processor=\"{}\"", p.name()),
-            c.health_polls[p.index()] as f64,
-        );
-    }
     x.family(
         "payroute_queue_depth",
         "gauge",
@@ -736,30 +712,18 @@ fn metrics_text(shared: &Shared) -> String {
             e.view(p).in_flight() as f64,
         );
     }
-    x.family(
+    x.per_processor(
         "payroute_processor_failing",
         "gauge",
         "1 when the processor is believed failing.",
+        |p| f64::from(u8::from(e.view(p).failing())),
     );
-    for p in Processor::ALL {
-        x.sample(
-            "payroute_processor_failing",
-            &format!("processor=\"{}\"", p.name()),
-            f64::from(u8::from(e.view(p).failing())),
-        );
-    }
-    x.family(
+    x.per_processor(
         "payroute_processor_expected_latency_seconds",
         "gauge",
         "Expected latency of a payment request sent now.",
+        |p| e.view(p).expected_latency_us(now) as f64 / 1e6,
     );
-    for p in Processor::ALL {
-        x.sample(
-            "payroute_processor_expected_latency_seconds",
-            &format!("processor=\"{}\"", p.name()),
-            e.view(p).expected_latency_us(now) as f64 / 1e6,
-        );
-    }
     if let Some(log) = &core.log {
         x.family(
             "payroute_log_records",
