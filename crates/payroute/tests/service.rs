@@ -476,3 +476,79 @@ fn a_truncated_body_gets_408_and_changes_nothing() {
     shutdown.cancel();
     server.join().unwrap().unwrap();
 }
+
+#[test]
+fn slow_heads_huge_heads_and_too_many_connections_are_cut() {
+    use std::io::{Read, Write};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let l = rt.block_on(async { Listener::bind(&"127.0.0.1:0".parse().unwrap(), false).unwrap() });
+    let addr = match l.local_addr().unwrap() {
+        ListenAddr::Tcp(a) => a,
+        ListenAddr::Unix(_) => unreachable!(),
+    };
+    let mut cfg = api::Config::new(test_dir("limits").join("no-worker.sock"));
+    cfg.limits.header_timeout = Duration::from_millis(300);
+    cfg.limits.max_header_bytes = 8192;
+    cfg.limits.max_connections = 2;
+    let sd = shutdown.clone();
+    let server = std::thread::spawn(move || rt.block_on(api::serve(cfg, l, sd)));
+    let connect = || {
+        let s = wait_for(Duration::from_secs(5), "the api", || {
+            std::net::TcpStream::connect(addr).ok()
+        });
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s
+    };
+    // Reads until the server closes; what it sent, if anything.
+    let drain = |mut s: std::net::TcpStream| {
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    };
+
+    // A head that never ends: cut after the header timeout (a 408 or a bare close).
+    let started = Instant::now();
+    let mut slow = connect();
+    slow.write_all(b"POST /payments HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let answer = drain(slow);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(4));
+
+    // A head larger than the limit: 431 or a close, never a 2XX.
+    let mut huge = connect();
+    let big = format!(
+        "GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n",
+        "a".repeat(64 * 1024)
+    );
+    let _ = huge.write_all(big.as_bytes());
+    let answer = drain(huge);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "{}",
+        &answer[..answer.len().min(200)]
+    );
+
+    // Two connections held open; a third is closed on arrival.
+    let a = connect();
+    let b = connect();
+    std::thread::sleep(Duration::from_millis(100));
+    let c = connect();
+    let mut c2 = c.try_clone().unwrap();
+    let _ = c2.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(
+        drain(c),
+        "",
+        "a connection beyond the cap must be closed unanswered"
+    );
+    drop((a, b));
+    shutdown.cancel();
+    server.join().unwrap().unwrap();
+}
