@@ -185,6 +185,63 @@ fn iso(t: std::time::SystemTime) -> String {
     model::Micros(us).to_millis_string()
 }
 
+/// One api instance on its own thread and port, with no worker behind it: for the
+/// checks that happen before the worker is asked (input limits) or without it.
+struct LoneApi {
+    addr: std::net::SocketAddr,
+    shutdown: CancellationToken,
+    server: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl LoneApi {
+    fn start(name: &str, tweak: impl FnOnce(&mut api::Config)) -> LoneApi {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let l =
+            rt.block_on(async { Listener::bind(&"127.0.0.1:0".parse().unwrap(), false).unwrap() });
+        let addr = match l.local_addr().unwrap() {
+            ListenAddr::Tcp(a) => a,
+            ListenAddr::Unix(_) => unreachable!(),
+        };
+        let mut cfg = api::Config::new(test_dir(name).join("no-worker.sock"));
+        tweak(&mut cfg);
+        let shutdown = CancellationToken::new();
+        let sd = shutdown.clone();
+        let server = std::thread::spawn(move || rt.block_on(api::serve(cfg, l, sd)));
+        LoneApi {
+            addr,
+            shutdown,
+            server: Some(server),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn connect(&self) -> std::net::TcpStream {
+        let s = wait_for(Duration::from_secs(5), "the api", || {
+            std::net::TcpStream::connect(self.addr).ok()
+        });
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s
+    }
+}
+
+impl Drop for LoneApi {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            let r = server.join();
+            if !std::thread::panicking() {
+                r.unwrap().unwrap();
+            }
+        }
+    }
+}
+
 #[test]
 fn every_payment_reaches_one_processor_once_and_summaries_agree() {
     let h = Harness::start("once", |_| {});
@@ -417,19 +474,8 @@ fn queue_full_and_worker_down_answer_503_json() {
     let full = statuses.iter().position(|&s| s == 503).unwrap();
     let _ = full;
     // An api whose worker is unreachable.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let shutdown = CancellationToken::new();
-    let l = rt.block_on(async { Listener::bind(&"127.0.0.1:0".parse().unwrap(), false).unwrap() });
-    let url = match l.local_addr().unwrap() {
-        ListenAddr::Tcp(a) => format!("http://{a}"),
-        ListenAddr::Unix(_) => unreachable!(),
-    };
-    let cfg = api::Config::new(test_dir("nowhere").join("missing.sock"));
-    let sd = shutdown.clone();
-    let server = std::thread::spawn(move || rt.block_on(api::serve(cfg, l, sd)));
+    let lone = LoneApi::start("nowhere", |_| {});
+    let url = lone.url();
     let r = wait_for(Duration::from_secs(5), "the lonely api", || {
         post_json(
             &url,
@@ -441,31 +487,13 @@ fn queue_full_and_worker_down_answer_503_json() {
     assert_eq!(r.status, 503);
     assert!(r.json()["error"].as_str().unwrap().contains("worker"));
     assert_eq!(get(&url, "/health").unwrap().status, 503);
-    shutdown.cancel();
-    server.join().unwrap().unwrap();
 }
 
 #[test]
 fn a_truncated_body_gets_408_and_changes_nothing() {
     use std::io::{Read, Write};
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let shutdown = CancellationToken::new();
-    let l = rt.block_on(async { Listener::bind(&"127.0.0.1:0".parse().unwrap(), false).unwrap() });
-    let addr = match l.local_addr().unwrap() {
-        ListenAddr::Tcp(a) => a,
-        ListenAddr::Unix(_) => unreachable!(),
-    };
-    let mut cfg = api::Config::new(test_dir("truncated").join("no-worker.sock"));
-    cfg.body_timeout = Duration::from_millis(200);
-    let sd = shutdown.clone();
-    let server = std::thread::spawn(move || rt.block_on(api::serve(cfg, l, sd)));
-    let mut s = wait_for(Duration::from_secs(5), "the api", || {
-        std::net::TcpStream::connect(addr).ok()
-    });
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let lone = LoneApi::start("truncated", |c| c.body_timeout = Duration::from_millis(200));
+    let mut s = lone.connect();
     // Declares 100 bytes, sends 10, then waits.
     s.write_all(b"POST /payments HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"correlat").unwrap();
     let mut buf = [0u8; 512];
@@ -473,36 +501,17 @@ fn a_truncated_body_gets_408_and_changes_nothing() {
     let head = String::from_utf8_lossy(&buf[..n]);
     assert!(head.starts_with("HTTP/1.1 408"), "{head}");
     assert!(head.contains("\"field\":\"body\""), "{head}");
-    shutdown.cancel();
-    server.join().unwrap().unwrap();
 }
 
 #[test]
 fn slow_heads_huge_heads_and_too_many_connections_are_cut() {
     use std::io::{Read, Write};
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let shutdown = CancellationToken::new();
-    let l = rt.block_on(async { Listener::bind(&"127.0.0.1:0".parse().unwrap(), false).unwrap() });
-    let addr = match l.local_addr().unwrap() {
-        ListenAddr::Tcp(a) => a,
-        ListenAddr::Unix(_) => unreachable!(),
-    };
-    let mut cfg = api::Config::new(test_dir("limits").join("no-worker.sock"));
-    cfg.limits.header_timeout = Duration::from_millis(300);
-    cfg.limits.max_header_bytes = 8192;
-    cfg.limits.max_connections = 2;
-    let sd = shutdown.clone();
-    let server = std::thread::spawn(move || rt.block_on(api::serve(cfg, l, sd)));
-    let connect = || {
-        let s = wait_for(Duration::from_secs(5), "the api", || {
-            std::net::TcpStream::connect(addr).ok()
-        });
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s
-    };
+    let lone = LoneApi::start("limits", |c| {
+        c.limits.header_timeout = Duration::from_millis(300);
+        c.limits.max_header_bytes = 8192;
+        c.limits.max_connections = 2;
+    });
+    let connect = || lone.connect();
     // Reads until the server closes; what it sent, if anything.
     let drain = |mut s: std::net::TcpStream| {
         let mut out = Vec::new();
@@ -549,6 +558,4 @@ fn slow_heads_huge_heads_and_too_many_connections_are_cut() {
         "a connection beyond the cap must be closed unanswered"
     );
     drop((a, b));
-    shutdown.cancel();
-    server.join().unwrap().unwrap();
 }
