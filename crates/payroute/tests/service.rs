@@ -471,8 +471,6 @@ fn queue_full_and_worker_down_answer_503_json() {
     std::thread::sleep(Duration::from_millis(500));
     let statuses: Vec<u16> = (0..6).map(|k| h.pay(k, &uuid(), "1").status).collect();
     assert!(statuses.contains(&503), "{statuses:?}");
-    let full = statuses.iter().position(|&s| s == 503).unwrap();
-    let _ = full;
     // An api whose worker is unreachable.
     let lone = LoneApi::start("nowhere", |_| {});
     let url = lone.url();
