@@ -163,12 +163,7 @@ pub async fn serve(
 /// Entry point of `payroute api`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let config = Config::from_args(&args);
-    // One thread: under a fractional CPU quota, more busy threads only burn the quota
-    // early and stall until the next period.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let rt = netio::single_thread_runtime().context("starting the runtime")?;
     rt.block_on(async {
         let listener = Listener::bind(&args.listen, true)
             .with_context(|| format!("binding {}", args.listen))?;

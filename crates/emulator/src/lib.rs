@@ -116,9 +116,7 @@ pub async fn serve_config(
 /// bottleneck of a bench, and one core serves tens of thousands of requests a
 /// second), stops on Ctrl-C or SIGTERM.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let rt = netio::single_thread_runtime()?;
     rt.block_on(async move {
         let emulator = Emulator::new(Config::from_args(&args))?;
         let listener = Listener::bind(&args.listen, false)

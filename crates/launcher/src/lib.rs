@@ -1241,10 +1241,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the payroute executable")?;
     let config = UpConfig::from_args(&args, exe);
     let options = StartOptions::from_args(&args);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the signal runtime")?;
+    let rt = netio::single_thread_runtime().context("cannot start the signal runtime")?;
     rt.block_on(async move {
         use tokio::signal::unix::{signal, SignalKind};
         // Handlers first: a Ctrl-C during the start must stop what was started, not

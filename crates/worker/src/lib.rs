@@ -251,10 +251,7 @@ pub async fn serve(
 /// Entry point of `payroute worker`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let config = Config::from_args(&args);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let rt = netio::single_thread_runtime().context("starting the runtime")?;
     rt.block_on(async {
         netio::prepare_unix_path(&args.socket)
             .with_context(|| format!("preparing {}", args.socket.display()))?;
@@ -473,9 +470,7 @@ fn spawn_ipc_thread(
     // A tokio listener is tied to the runtime that registered it: hand it over as a
     // std listener and register it again on the new runtime.
     let std_listener = listener.into_std()?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let rt = netio::single_thread_runtime()?;
     std::thread::Builder::new()
         .name("payroute-ipc".into())
         .spawn(move || {
