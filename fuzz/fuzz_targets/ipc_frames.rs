@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use model::ipc::{split_frame, Reply, Request};
+use ipc::{split_frame, Message, Reply, Request};
 
 fuzz_target!(|data: &[u8]| {
     let mut at = 0;

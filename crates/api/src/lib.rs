@@ -12,7 +12,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use model::ipc::{Reply, Request as Ipc, SubmitStatus};
+use ipc::SubmitStatus;
 use model::metrics::{Exposition, Histogram};
 use model::{PaymentRequest, SummaryQuery};
 use netio::{Body, CancellationToken, ListenAddr, Listener, ServeLimits};
@@ -247,21 +247,24 @@ async fn post_payment(state: &State, req: Request<Incoming>) -> Response<Body> {
         Ok(p) => p,
         Err(e) => return netio::json(StatusCode::BAD_REQUEST, e.to_json()),
     };
-    let call = Ipc::Submit {
-        id: payment.correlation_id,
-        amount: payment.amount,
-    };
-    match state.worker.call(call).await {
-        Ok(Reply::Submit(SubmitStatus::Accepted)) => netio::empty(StatusCode::ACCEPTED),
-        Ok(Reply::Submit(SubmitStatus::Duplicate)) => netio::json(
+    match state
+        .worker
+        .submit(payment.correlation_id, payment.amount)
+        .await
+    {
+        Ok(SubmitStatus::Accepted) => netio::empty(StatusCode::ACCEPTED),
+        Ok(SubmitStatus::Duplicate) => netio::json(
             StatusCode::OK,
             Bytes::from_static(br#"{"message":"payment already accepted"}"#),
         ),
-        Ok(Reply::Submit(SubmitStatus::QueueFull)) => netio::error(
+        Ok(SubmitStatus::QueueFull) => netio::error(
             StatusCode::SERVICE_UNAVAILABLE,
             "queue is full, try again later",
         ),
-        Ok(_) => netio::error(StatusCode::INTERNAL_SERVER_ERROR, "unexpected worker reply"),
+        Ok(SubmitStatus::Unavailable) => netio::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "payments cannot be stored durably right now, try again later",
+        ),
         Err(e) => worker_down(e),
     }
 }
@@ -271,28 +274,25 @@ async fn summary(state: &State, query: &str) -> Response<Body> {
         Ok(q) => q,
         Err(e) => return netio::json(StatusCode::BAD_REQUEST, e.to_json()),
     };
-    match state.worker.call(Ipc::Summary(q)).await {
-        Ok(Reply::Summary(s)) => netio::json(StatusCode::OK, s.to_json()),
-        Ok(_) => netio::error(StatusCode::INTERNAL_SERVER_ERROR, "unexpected worker reply"),
+    match state.worker.summary(q).await {
+        Ok(s) => netio::json(StatusCode::OK, s.to_json()),
         Err(e) => worker_down(e),
     }
 }
 
 async fn purge(state: &State) -> Response<Body> {
-    match state.worker.call(Ipc::Purge).await {
-        Ok(Reply::Purged) => netio::json(
+    match state.worker.purge().await {
+        Ok(()) => netio::json(
             StatusCode::OK,
             Bytes::from_static(br#"{"message":"All payments purged."}"#),
         ),
-        Ok(_) => netio::error(StatusCode::INTERNAL_SERVER_ERROR, "unexpected worker reply"),
         Err(e) => worker_down(e),
     }
 }
 
 async fn health(state: &State) -> Response<Body> {
-    match state.worker.call(Ipc::Health).await {
-        Ok(Reply::Text(json)) => netio::json(StatusCode::OK, json),
-        Ok(_) => netio::error(StatusCode::INTERNAL_SERVER_ERROR, "unexpected worker reply"),
+    match state.worker.health().await {
+        Ok(json) => netio::json(StatusCode::OK, json),
         Err(e) => netio::json(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
@@ -333,12 +333,12 @@ async fn metrics(state: &State) -> Response<Body> {
             );
         }
     }
-    let worker_up = match state.worker.call(Ipc::Metrics).await {
-        Ok(Reply::Text(text)) => {
+    let worker_up = match state.worker.metrics().await {
+        Ok(text) => {
             x.raw(&text);
             1.0
         }
-        _ => 0.0,
+        Err(_) => 0.0,
     };
     x.family(
         "payroute_worker_up",

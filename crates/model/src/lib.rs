@@ -1,11 +1,10 @@
-//! payroute's domain: money in integer cents, timestamps, parsing of client input, the
-//! summary store and the api↔worker IPC codec.
+//! payroute's domain: money in integer cents, timestamps, parsing of client input and
+//! the summary store.
 //!
 //! Architecture invariant: this crate does no IO, spawns nothing and reads no clock
 //! except through values handed to it. Everything here is testable with tables and
 //! property tests.
 
-pub mod ipc;
 pub mod metrics;
 pub mod money;
 pub mod payment;

@@ -16,7 +16,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 /// Timeouts of processor calls.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientConfig {
     /// A payment request without an answer after this long has an unknown fate. Longer
     /// than any delay the official tests configure (5 s), so a slow processor answers

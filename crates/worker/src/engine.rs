@@ -10,13 +10,13 @@
 //! payment is, at any moment, in exactly one of: the ready queue, a processor's pinned
 //! queue, an attempt in flight, or done (recorded once in the summary).
 
-use model::ipc::SubmitStatus;
+use ipc::SubmitStatus;
 use model::{Cents, Micros, Processor, Summary, SummaryQuery, SummaryStore};
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use uuid::Uuid;
 
 /// Tuning of the dispatcher. Every value has its reason in [`EngineConfig::default`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineConfig {
     /// Payments waiting (not in flight) at most; beyond it a submit is refused.
     pub queue_capacity: usize,

@@ -184,7 +184,7 @@ pub struct Replay {
 }
 
 /// Settings of the log.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
     pub dir: PathBuf,
     /// Interval of the grouped `fdatasync`; `None` leaves flushing to the kernel.

@@ -231,7 +231,7 @@ impl World {
                 let id = Uuid::from_u128(n);
                 let amount = Cents(1 + self.rng.below(10_000) as i64);
                 self.touched.push(id);
-                if self.engine.submit(id, amount) == model::ipc::SubmitStatus::Accepted {
+                if self.engine.submit(id, amount) == ipc::SubmitStatus::Accepted {
                     self.log.push(Record::Accepted { id, amount });
                     assert!(self.accepted.insert(id));
                 }

@@ -1,13 +1,11 @@
-//! The api↔worker protocol over a Unix domain socket.
+//! The messages of the api↔worker protocol and their codec, pure (no IO).
 //!
 //! Each message is a frame: a little-endian `u32` payload length, then the payload,
 //! whose first byte is a tag. A submit is 25 bytes of payload. Replies come back on the
 //! same connection in the order of the requests, so a client matches them FIFO and
 //! may pipeline freely; no request ids are needed.
 
-use crate::money::Cents;
-use crate::summary::{Summary, SummaryQuery, Totals};
-use crate::time::Micros;
+use model::{Cents, Micros, Summary, SummaryQuery, Totals};
 use uuid::Uuid;
 
 /// Frames larger than this are a protocol error (the largest real frame is the
@@ -42,6 +40,15 @@ pub enum Reply {
     Purged,
     /// JSON for `Health`, Prometheus text for `Metrics`.
     Text(String),
+}
+
+/// A message that travels as one frame. Implemented by [`Request`] (api → worker) and
+/// [`Reply`] (worker → api); [`crate::Connection`] is generic over it.
+pub trait Message: Sized {
+    /// Appends this message as one whole frame (length prefix included).
+    fn encode(&self, out: &mut Vec<u8>);
+    /// Decodes one frame's payload (without the length prefix).
+    fn decode(payload: &[u8]) -> Result<Self, DecodeError>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -83,9 +90,9 @@ fn put_opt(out: &mut Vec<u8>, v: Option<Micros>) {
     }
 }
 
-impl Request {
+impl Message for Request {
     /// Appends this request as one frame.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    fn encode(&self, out: &mut Vec<u8>) {
         let at = begin(out);
         match self {
             Request::Submit { id, amount } => {
@@ -106,7 +113,7 @@ impl Request {
     }
 
     /// Decodes one frame's payload.
-    pub fn decode(p: &[u8]) -> Result<Request, DecodeError> {
+    fn decode(p: &[u8]) -> Result<Request, DecodeError> {
         let mut r = Reader(p);
         let req = match r.u8()? {
             T_SUBMIT => {
@@ -128,8 +135,8 @@ impl Request {
     }
 }
 
-impl Reply {
-    pub fn encode(&self, out: &mut Vec<u8>) {
+impl Message for Reply {
+    fn encode(&self, out: &mut Vec<u8>) {
         let at = begin(out);
         match self {
             Reply::Submit(s) => {
@@ -157,7 +164,7 @@ impl Reply {
         finish(out, at);
     }
 
-    pub fn decode(p: &[u8]) -> Result<Reply, DecodeError> {
+    fn decode(p: &[u8]) -> Result<Reply, DecodeError> {
         let mut r = Reader(p);
         let reply = match r.u8()? {
             T_SUBMIT => Reply::Submit(match r.u8()? {

@@ -1,0 +1,77 @@
+//! Each answer the worker can give to a submit becomes the HTTP status the README
+//! promises, over real sockets: a fake worker on a Unix socket, the real api on TCP.
+
+use ipc::{Connection, Reply, Request, SubmitStatus};
+use netio::{CancellationToken, Listener};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UnixListener};
+
+/// A worker that answers every submit with `status`.
+async fn fake_worker(listener: UnixListener, status: SubmitStatus) {
+    while let Ok((stream, _)) = listener.accept().await {
+        tokio::spawn(async move {
+            let mut conn = Connection::new(stream);
+            let mut reqs: Vec<Request> = Vec::new();
+            while conn.read_messages(&mut reqs).await.is_ok() {
+                for r in reqs.drain(..) {
+                    let reply = match r {
+                        Request::Submit { .. } => Reply::Submit(status),
+                        _ => Reply::Purged,
+                    };
+                    conn.queue(&reply);
+                }
+                if conn.flush().await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+async fn post_status(addr: std::net::SocketAddr) -> (u16, String) {
+    let body = r#"{"correlationId":"4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3","amount":19.90}"#;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "POST /payments HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let status = out[9..12].parse().unwrap();
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+#[tokio::test]
+async fn every_submit_status_has_its_http_answer() {
+    let cases = [
+        (SubmitStatus::Accepted, 202, ""),
+        (SubmitStatus::Duplicate, 200, "already accepted"),
+        (SubmitStatus::QueueFull, 503, "queue is full"),
+        // The worker could not make the payment durable (disk full): a 503 the client
+        // may retry, never a 500.
+        (SubmitStatus::Unavailable, 503, "durably"),
+    ];
+    for (status, want, text) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("worker.sock");
+        let worker = tokio::spawn(fake_worker(UnixListener::bind(&socket).unwrap(), status));
+        let listener = Listener::bind(&"127.0.0.1:0".parse().unwrap(), true).unwrap();
+        let netio::ListenAddr::Tcp(addr) = listener.local_addr().unwrap() else {
+            unreachable!()
+        };
+        let shutdown = CancellationToken::new();
+        let api = tokio::spawn(api::serve(
+            api::Config::new(socket),
+            listener,
+            shutdown.clone(),
+        ));
+        let (got, body) = post_status(addr).await;
+        assert_eq!(got, want, "{status:?}: {body}");
+        assert!(body.contains(text), "{status:?}: {body}");
+        shutdown.cancel();
+        api.await.unwrap().unwrap();
+        worker.abort();
+    }
+}

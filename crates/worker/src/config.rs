@@ -1,0 +1,157 @@
+//! The worker's settings: the command line ([`Args`], flags and environment variables)
+//! and what it becomes ([`Config`]). Every default has one home, with its reason:
+//! [`EngineConfig::default`], [`ClientConfig::default`], [`LogConfig::new`] and the
+//! constants here; the flags read their defaults from there, and a test checks that an
+//! empty command line gives exactly those.
+
+use crate::client::ClientConfig;
+use crate::engine::EngineConfig;
+use crate::log::LogConfig;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where the api instances reach the worker, as in the compose file.
+pub const DEFAULT_SOCKET: &str = "/run/payroute/worker.sock";
+/// The processors' addresses inside the challenge's Docker network.
+pub const DEFAULT_DEFAULT_URL: &str = "http://payment-processor-default:8080";
+pub const DEFAULT_FALLBACK_URL: &str = "http://payment-processor-fallback:8080";
+/// The payment log's directory, a volume in the compose file.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/payroute";
+/// The official processors allow one health call per 5 s; polling faster only earns
+/// 429s.
+pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+
+fn ms(us: i64) -> u64 {
+    (us / 1000) as u64
+}
+
+fn engine() -> EngineConfig {
+    EngineConfig::default()
+}
+
+fn log_defaults() -> LogConfig {
+    LogConfig::new(PathBuf::from(DEFAULT_DATA_DIR))
+}
+
+/// Flags of `payroute worker`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// The Unix socket the api instances connect to.
+    #[arg(long, env = "PAYROUTE_WORKER_SOCKET", default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Base URL of the default (cheaper) processor.
+    #[arg(long, env = "PAYROUTE_DEFAULT_URL", default_value = DEFAULT_DEFAULT_URL)]
+    pub default_url: String,
+    /// Base URL of the fallback processor.
+    #[arg(long, env = "PAYROUTE_FALLBACK_URL", default_value = DEFAULT_FALLBACK_URL)]
+    pub fallback_url: String,
+    /// Directory of the payment log (created if missing). Every accepted payment and
+    /// every outcome is written there before it is acknowledged, and replayed on start.
+    #[arg(long, env = "PAYROUTE_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// Interval of the grouped fdatasync of the payment log, in ms: what a machine
+    /// crash (not a process crash) can lose at most. 0 leaves flushing to the kernel.
+    #[arg(long, env = "PAYROUTE_FSYNC_INTERVAL_MS",
+          default_value_t = log_defaults().sync_interval.map_or(0, |d| d.as_millis() as u64))]
+    pub fsync_interval_ms: u64,
+    /// Compact the payment log once it holds this many records (40 bytes each) and
+    /// more than twice what a snapshot needs.
+    #[arg(long, env = "PAYROUTE_COMPACT_MIN_RECORDS",
+          default_value_t = log_defaults().compact_min_records)]
+    pub compact_min_records: u64,
+    /// Payments waiting to be sent at most; beyond it POST /payments answers 503.
+    #[arg(long, env = "PAYROUTE_QUEUE_CAPACITY", default_value_t = engine().queue_capacity)]
+    pub queue_capacity: usize,
+    /// A processor is used while it is expected to answer within this many ms, so that
+    /// payments are settled before the auditor's windows (which end 1.5–2 s in the
+    /// past) can contain them. Both over budget: the faster working one is used.
+    #[arg(long, env = "PAYROUTE_LATENCY_BUDGET_MS",
+          default_value_t = ms(engine().latency_budget_us))]
+    pub latency_budget_ms: u64,
+    /// Requests in flight per processor at most (the official processor admits 800).
+    #[arg(long, env = "PAYROUTE_MAX_IN_FLIGHT", default_value_t = engine().max_in_flight[0])]
+    pub max_in_flight: usize,
+    /// A payment request without an answer after this many ms has an unknown fate and
+    /// is resolved on the same processor before anything else happens to it.
+    #[arg(long, env = "PAYROUTE_REQUEST_TIMEOUT_MS",
+          default_value_t = ClientConfig::default().request_timeout.as_millis() as u64)]
+    pub request_timeout_ms: u64,
+    /// Interval of each processor's health poll, in ms. The official processors allow
+    /// one call per 5 s; going lower only earns 429s.
+    #[arg(long, env = "PAYROUTE_HEALTH_INTERVAL_MS",
+          default_value_t = DEFAULT_HEALTH_INTERVAL.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(100..))]
+    pub health_interval_ms: u64,
+    /// While a processor is believed failing, one payment is sent to it at most this
+    /// often (ms) to notice its recovery before the next health poll.
+    #[arg(long, env = "PAYROUTE_PROBE_INTERVAL_MS",
+          default_value_t = ms(engine().probe_interval_us))]
+    pub probe_interval_ms: u64,
+}
+
+/// Everything the worker needs, built from [`Args`] or by tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Base URLs of the default and fallback processors, without a trailing slash.
+    pub urls: [String; 2],
+    pub engine: EngineConfig,
+    pub client: ClientConfig,
+    pub health_interval: Duration,
+    /// The payment log; `None` keeps everything in memory only (tests).
+    pub log: Option<LogConfig>,
+}
+
+impl Config {
+    /// The defaults, with these processors and no payment log (in memory only).
+    pub fn new(default_url: &str, fallback_url: &str) -> Config {
+        Config {
+            urls: [
+                default_url.trim_end_matches('/').to_string(),
+                fallback_url.trim_end_matches('/').to_string(),
+            ],
+            engine: EngineConfig::default(),
+            client: ClientConfig::default(),
+            health_interval: DEFAULT_HEALTH_INTERVAL,
+            log: None,
+        }
+    }
+
+    pub fn from_args(a: &Args) -> Config {
+        let mut c = Config::new(&a.default_url, &a.fallback_url);
+        c.engine.queue_capacity = a.queue_capacity;
+        c.engine.latency_budget_us = a.latency_budget_ms as i64 * 1000;
+        c.engine.max_in_flight = [a.max_in_flight; 2];
+        c.engine.probe_interval_us = a.probe_interval_ms as i64 * 1000;
+        c.client.request_timeout = Duration::from_millis(a.request_timeout_ms);
+        c.health_interval = Duration::from_millis(a.health_interval_ms);
+        let mut log = LogConfig::new(a.data_dir.clone());
+        log.sync_interval =
+            (a.fsync_interval_ms > 0).then(|| Duration::from_millis(a.fsync_interval_ms));
+        log.compact_min_records = a.compact_min_records;
+        c.log = Some(log);
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    #[test]
+    fn an_empty_command_line_gives_the_defaults() {
+        let args = Cli::try_parse_from(["worker"]).unwrap().args;
+        let want = Config {
+            log: Some(log_defaults()),
+            ..Config::new(DEFAULT_DEFAULT_URL, DEFAULT_FALLBACK_URL)
+        };
+        assert_eq!(Config::from_args(&args), want);
+        assert_eq!(args.socket, PathBuf::from(DEFAULT_SOCKET));
+    }
+}

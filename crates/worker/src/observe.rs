@@ -1,0 +1,172 @@
+//! What the worker shows operators: the `/health` JSON and the Prometheus `/metrics`
+//! text, both read from the engine's counters and views.
+
+use crate::engine;
+use crate::state::WorkerState;
+use model::metrics::Exposition;
+use model::{Micros, Processor};
+
+pub(crate) fn health_json(state: &WorkerState) -> String {
+    let c = state.core();
+    let e = &c.engine;
+    let now = Micros::now();
+    let view = |p: Processor| {
+        let v = e.view(p);
+        serde_json::json!({
+            "failing": v.failing(),
+            "expected_latency_ms": v.expected_latency_us(now) as f64 / 1000.0,
+            "in_flight": v.in_flight(),
+            "failure_streak": v.failure_streak,
+            "last_poll": v.polled.map(|(at, r)| serde_json::json!({
+                "failing": r.failing,
+                "min_response_time_ms": r.min_response_time_ms,
+                "age_ms": (now.0 - at.0) / 1000,
+            })),
+        })
+    };
+    let c = &e.counters;
+    serde_json::json!({
+        "status": "ok",
+        "uptime_s": state.started.elapsed().as_secs(),
+        "queue_depth": e.queue_depth(),
+        "in_flight": e.in_flight(),
+        "accepted": c.accepted,
+        "processed": {"default": c.processed[0], "fallback": c.processed[1]},
+        "processors": {"default": view(Processor::Default), "fallback": view(Processor::Fallback)},
+    })
+    .to_string()
+}
+
+pub(crate) fn metrics_text(state: &WorkerState) -> String {
+    let core = state.core();
+    let e = &core.engine;
+    let now = Micros::now();
+    let c = e.counters.clone();
+    let mut x = Exposition::new();
+    x.family(
+        "payroute_payments_accepted_total",
+        "counter",
+        "Payments accepted (2XX) since the last purge.",
+    )
+    .sample("payroute_payments_accepted_total", "", c.accepted as f64);
+    x.family(
+        "payroute_payments_duplicate_total",
+        "counter",
+        "Submits of an already accepted correlationId.",
+    )
+    .sample("payroute_payments_duplicate_total", "", c.duplicates as f64);
+    x.family(
+        "payroute_payments_refused_total",
+        "counter",
+        "Submits refused because the queue was full.",
+    )
+    .sample(
+        "payroute_payments_refused_total",
+        "reason=\"queue_full\"",
+        c.refused_full as f64,
+    );
+    x.per_processor(
+        "payroute_payments_processed_total",
+        "counter",
+        "Payments recorded as stored by a processor.",
+        |p| c.processed[p.index()] as f64,
+    );
+    x.family(
+        "payroute_payment_retries_total",
+        "counter",
+        "Processor calls that did not finish their payment.",
+    )
+    .sample("payroute_payment_retries_total", "", c.retries as f64);
+    x.family(
+        "payroute_processor_requests_total",
+        "counter",
+        "Payment requests to processors by outcome.",
+    );
+    for p in Processor::ALL {
+        for r in engine::SendResult::ALL {
+            x.sample(
+                "payroute_processor_requests_total",
+                &format!("processor=\"{}\",result=\"{}\"", p.name(), r.name()),
+                c.send_results[p.index()][r.index()] as f64,
+            );
+        }
+    }
+    x.per_processor(
+        "payroute_processor_lookups_total",
+        "counter",
+        "GET /payments/{id} calls made to learn an unknown fate.",
+        |p| c.lookups[p.index()] as f64,
+    );
+    x.per_processor(
+        "payroute_processor_probes_total",
+        "counter",
+        "Payments sent to a processor believed failing, to detect recovery.",
+        |p| c.probes[p.index()] as f64,
+    );
+    x.family(
+        "payroute_unknown_fate_resolved_total",
+        "counter",
+        "Payments whose unknown fate was resolved.",
+    )
+    .sample(
+        "payroute_unknown_fate_resolved_total",
+        "",
+        c.unknown_resolved as f64,
+    );
+    x.per_processor(
+        "payroute_health_polls_total",
+        "counter",
+        "Successful health polls.",
+        |p| c.health_polls[p.index()] as f64,
+    );
+    x.family(
+        "payroute_queue_depth",
+        "gauge",
+        "Payments accepted and waiting to be sent.",
+    )
+    .sample("payroute_queue_depth", "", e.queue_depth() as f64);
+    x.family("payroute_in_flight", "gauge", "Processor calls in flight.");
+    for p in Processor::ALL {
+        x.sample(
+            "payroute_in_flight",
+            &format!("processor=\"{}\"", p.name()),
+            e.view(p).in_flight() as f64,
+        );
+    }
+    x.per_processor(
+        "payroute_processor_failing",
+        "gauge",
+        "1 when the processor is believed failing.",
+        |p| f64::from(u8::from(e.view(p).failing())),
+    );
+    x.per_processor(
+        "payroute_processor_expected_latency_seconds",
+        "gauge",
+        "Expected latency of a payment request sent now.",
+        |p| e.view(p).expected_latency_us(now) as f64 / 1e6,
+    );
+    if let Some(log) = &core.log {
+        x.family(
+            "payroute_log_records",
+            "gauge",
+            "Records in the payment log.",
+        )
+        .sample("payroute_log_records", "", log.records() as f64);
+    }
+    drop(core);
+    x.family(
+        "payroute_processor_request_duration_seconds",
+        "histogram",
+        "Duration of payment requests to processors.",
+    );
+    if let Ok(h) = state.latency.lock() {
+        for p in Processor::ALL {
+            x.histogram(
+                "payroute_processor_request_duration_seconds",
+                &format!("processor=\"{}\"", p.name()),
+                &h[p.index()],
+            );
+        }
+    }
+    x.finish()
+}
