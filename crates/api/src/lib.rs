@@ -6,7 +6,10 @@
 //! after the worker has replied `Accepted` or `Duplicate`; everything it answers about
 //! payments comes from the worker.
 
+pub mod config;
 pub mod worker_client;
+
+pub use config::{Args, Config};
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -15,83 +18,10 @@ use hyper::body::Incoming;
 use ipc::SubmitStatus;
 use model::metrics::{Exposition, Histogram};
 use model::{PaymentRequest, SummaryQuery};
-use netio::{Body, CancellationToken, ListenAddr, Listener, ServeLimits};
-use std::path::PathBuf;
+use netio::{Body, CancellationToken, ListenAddr, Listener};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use worker_client::{WorkerClient, WorkerError};
-
-/// Flags of `payroute api`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct Args {
-    /// Address to serve HTTP on: HOST:PORT, :PORT or unix:PATH. TCP addresses are bound
-    /// with SO_REUSEPORT, so several instances can share one port.
-    #[arg(long, env = "PAYROUTE_LISTEN", default_value = "0.0.0.0:9999")]
-    pub listen: ListenAddr,
-    /// The worker's Unix socket.
-    #[arg(
-        long,
-        env = "PAYROUTE_WORKER_SOCKET",
-        default_value = "/run/payroute/worker.sock"
-    )]
-    pub worker_socket: PathBuf,
-    /// Largest request body accepted, in bytes (a payment is about 80).
-    #[arg(long, env = "PAYROUTE_MAX_BODY_BYTES", default_value_t = 4096)]
-    pub max_body_bytes: usize,
-    /// Largest request head (request line and headers), in bytes.
-    #[arg(long, env = "PAYROUTE_MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
-    pub max_header_bytes: usize,
-    /// Client connections served at once; more are closed on arrival.
-    #[arg(long, env = "PAYROUTE_MAX_CONNECTIONS", default_value_t = 4096)]
-    pub max_connections: usize,
-    /// Time allowed for a request head to arrive, and for idle keep-alive connections,
-    /// in seconds.
-    #[arg(long, env = "PAYROUTE_HEADER_TIMEOUT_SECS", default_value_t = 30)]
-    pub header_timeout_secs: u64,
-    /// Time allowed for a request body to arrive once its head has, in ms; a slower or
-    /// truncated body gets 408 and changes nothing.
-    #[arg(long, env = "PAYROUTE_BODY_TIMEOUT_MS", default_value_t = 10_000)]
-    pub body_timeout_ms: u64,
-    /// How long to wait for the worker's reply before answering 503, in ms.
-    #[arg(long, env = "PAYROUTE_WORKER_TIMEOUT_MS", default_value_t = 1000)]
-    pub worker_timeout_ms: u64,
-}
-
-/// What [`serve`] needs.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub worker_socket: PathBuf,
-    pub max_body_bytes: usize,
-    pub limits: ServeLimits,
-    pub body_timeout: Duration,
-    pub worker_timeout: Duration,
-}
-
-impl Config {
-    pub fn new(worker_socket: PathBuf) -> Config {
-        Config {
-            worker_socket,
-            max_body_bytes: 4096,
-            limits: ServeLimits::default(),
-            body_timeout: Duration::from_secs(10),
-            worker_timeout: Duration::from_secs(1),
-        }
-    }
-
-    pub fn from_args(a: &Args) -> Config {
-        Config {
-            worker_socket: a.worker_socket.clone(),
-            max_body_bytes: a.max_body_bytes,
-            limits: ServeLimits {
-                max_connections: a.max_connections,
-                max_header_bytes: a.max_header_bytes,
-                header_timeout: Duration::from_secs(a.header_timeout_secs),
-            },
-            body_timeout: Duration::from_millis(a.body_timeout_ms),
-            worker_timeout: Duration::from_millis(a.worker_timeout_ms),
-        }
-    }
-}
 
 /// Routes, for metrics.
 #[derive(Debug, Clone, Copy)]
@@ -165,7 +95,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let config = Config::from_args(&args);
     let rt = netio::single_thread_runtime().context("starting the runtime")?;
     rt.block_on(async {
-        let listener = Listener::bind(&args.listen, true)
+        let listener = Listener::bind_shared(&args.listen)
             .with_context(|| format!("binding {}", args.listen))?;
         tracing::info!(listen = %args.listen, worker = %args.worker_socket.display(), "api listening");
         let shutdown = CancellationToken::new();

@@ -57,7 +57,7 @@ async fn every_submit_status_has_its_http_answer() {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("worker.sock");
         let worker = tokio::spawn(fake_worker(UnixListener::bind(&socket).unwrap(), status));
-        let listener = Listener::bind(&"127.0.0.1:0".parse().unwrap(), true).unwrap();
+        let listener = Listener::bind_shared(&"127.0.0.1:0".parse().unwrap()).unwrap();
         let netio::ListenAddr::Tcp(addr) = listener.local_addr().unwrap() else {
             unreachable!()
         };

@@ -36,13 +36,14 @@ pub struct Args {
     )]
     pub listen: ListenAddr,
     /// Fee per transaction as a fraction (0.05 = 5%).
-    #[arg(long, env = "PAYROUTE_PROCESSOR_FEE", default_value_t = 0.05)]
+    #[arg(long, env = "PAYROUTE_PROCESSOR_FEE", default_value_t = Config::default().fee)]
     pub fee: f64,
     /// Initial admin token (X-Rinha-Token).
-    #[arg(long, env = "PAYROUTE_PROCESSOR_TOKEN", default_value = "123")]
+    #[arg(long, env = "PAYROUTE_PROCESSOR_TOKEN", default_value_t = Config::default().token)]
     pub token: String,
     /// Window of the health endpoint's rate limiter, in seconds.
-    #[arg(long, env = "PAYROUTE_PROCESSOR_RATE_LIMIT_SECS", default_value_t = 5)]
+    #[arg(long, env = "PAYROUTE_PROCESSOR_RATE_LIMIT_SECS",
+          default_value_t = Config::default().health_window.as_secs())]
     pub rate_limit_secs: u64,
 }
 
@@ -56,9 +57,9 @@ pub const MAX_QUEUED: usize = 500;
 /// of the health limiter.
 pub const HEALTH_WAITERS: usize = 2;
 
-/// Everything an [`Emulator`] needs. [`Config::from_args`] gives the official values;
-/// tests shrink the limits and the window.
-#[derive(Debug, Clone)]
+/// Everything an [`Emulator`] needs. [`Config::default`] gives the official values
+/// (and the flags' defaults); tests shrink the limits and the window.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Fee per transaction as a fraction, between 0 and 1.
     pub fee: f64,
@@ -78,6 +79,22 @@ pub struct Config {
     pub manual_health_windows: bool,
 }
 
+impl Default for Config {
+    /// The official processor's: the preview's default fee (5%), the token the
+    /// official test starts from (`123`), one health call per 5 s, its limiters.
+    fn default() -> Config {
+        Config {
+            fee: 0.05,
+            token: "123".into(),
+            health_window: Duration::from_secs(5),
+            health_waiters: HEALTH_WAITERS,
+            max_in_flight: MAX_IN_FLIGHT,
+            max_queued: MAX_QUEUED,
+            manual_health_windows: false,
+        }
+    }
+}
+
 impl Config {
     /// The official limits with the flags' fee, token and window.
     pub fn from_args(args: &Args) -> Config {
@@ -85,11 +102,26 @@ impl Config {
             fee: args.fee,
             token: args.token.clone(),
             health_window: Duration::from_secs(args.rate_limit_secs),
-            health_waiters: HEALTH_WAITERS,
-            max_in_flight: MAX_IN_FLIGHT,
-            max_queued: MAX_QUEUED,
-            manual_health_windows: false,
+            ..Config::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    #[test]
+    fn an_empty_command_line_gives_the_defaults() {
+        let args = Cli::try_parse_from(["processor"]).unwrap().args;
+        assert_eq!(Config::from_args(&args), Config::default());
     }
 }
 
@@ -119,7 +151,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let rt = netio::single_thread_runtime()?;
     rt.block_on(async move {
         let emulator = Emulator::new(Config::from_args(&args))?;
-        let listener = Listener::bind(&args.listen, false)
+        let listener = Listener::bind(&args.listen)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
         tracing::info!(
             "processor listening on {} (fee {}, health window {} s)",

@@ -44,7 +44,7 @@ fn config() -> Config {
 }
 
 async fn start(config: Config) -> Server {
-    let listener = Listener::bind(&"127.0.0.1:0".parse().unwrap(), false).unwrap();
+    let listener = Listener::bind(&"127.0.0.1:0".parse().unwrap()).unwrap();
     let ListenAddr::Tcp(addr) = listener.local_addr().unwrap() else {
         panic!("bound TCP, got something else");
     };
@@ -693,7 +693,7 @@ async fn unknown_routes_are_404_and_wrong_methods_405() {
 
 #[tokio::test]
 async fn the_public_serve_takes_flags_and_stops_on_shutdown() {
-    let listener = Listener::bind(&"127.0.0.1:0".parse().unwrap(), false).unwrap();
+    let listener = Listener::bind(&"127.0.0.1:0".parse().unwrap()).unwrap();
     let ListenAddr::Tcp(addr) = listener.local_addr().unwrap() else {
         panic!("bound TCP, got something else");
     };

@@ -68,23 +68,39 @@ pub enum Listener {
     Unix(UnixListener, PathBuf),
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PortSharing {
+    Exclusive,
+    Shared,
+}
+
 /// Connection backlog: large enough for the challenge's ramp of 600 clients
 /// connecting within a minute, bursts included.
 const BACKLOG: i32 = 4096;
 
 impl Listener {
-    /// Binds `addr`. TCP sockets get `SO_REUSEADDR` and, when `reuse_port` is set,
-    /// `SO_REUSEPORT`, so that several processes share one port and the kernel spreads
-    /// connections between them. A Unix socket path left over by a dead process is
+    /// Binds `addr` for this process alone. TCP sockets get `SO_REUSEADDR` (a restart
+    /// does not wait for TIME_WAIT). A Unix socket path left over by a dead process is
     /// replaced; its directory is created; the socket is made writable by all, so a
     /// load balancer running as another user can connect.
-    pub fn bind(addr: &ListenAddr, reuse_port: bool) -> io::Result<Listener> {
+    pub fn bind(addr: &ListenAddr) -> io::Result<Listener> {
+        Listener::bind_with(addr, PortSharing::Exclusive)
+    }
+
+    /// Binds `addr` so that several processes can share it: TCP sockets also get
+    /// `SO_REUSEPORT`, and the kernel spreads connections between the processes (the
+    /// api instances of `payroute up --lb embedded`). Unix sockets as [`Listener::bind`].
+    pub fn bind_shared(addr: &ListenAddr) -> io::Result<Listener> {
+        Listener::bind_with(addr, PortSharing::Shared)
+    }
+
+    fn bind_with(addr: &ListenAddr, sharing: PortSharing) -> io::Result<Listener> {
         match addr {
             ListenAddr::Tcp(a) => {
                 let domain = socket2::Domain::for_address(*a);
                 let s = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
                 s.set_reuse_address(true)?;
-                if reuse_port {
+                if sharing == PortSharing::Shared {
                     s.set_reuse_port(true)?;
                 }
                 s.set_nonblocking(true)?;
@@ -136,7 +152,7 @@ fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
 }
 
 /// Limits of one HTTP server.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServeLimits {
     /// Connections served at once; one more is accepted and closed at once.
     pub max_connections: usize,
@@ -385,9 +401,9 @@ mod tests {
 
     #[tokio::test]
     async fn two_listeners_share_a_port_with_reuse_port() {
-        let a = Listener::bind(&"127.0.0.1:0".parse().unwrap(), true).unwrap();
+        let a = Listener::bind_shared(&"127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = a.local_addr().unwrap();
-        let b = Listener::bind(&addr, true).unwrap();
+        let b = Listener::bind_shared(&addr).unwrap();
         assert_eq!(b.local_addr().unwrap(), addr);
     }
 
@@ -396,11 +412,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("netio-test-{}", std::process::id()));
         let path = dir.join("s.sock");
         let addr = ListenAddr::Unix(path.clone());
-        drop(Listener::bind(&addr, false).unwrap());
-        drop(Listener::bind(&addr, false).unwrap());
+        drop(Listener::bind(&addr).unwrap());
+        drop(Listener::bind(&addr).unwrap());
         let file = dir.join("plain");
         std::fs::write(&file, b"x").unwrap();
-        assert!(Listener::bind(&ListenAddr::Unix(file), false).is_err());
+        assert!(Listener::bind(&ListenAddr::Unix(file)).is_err());
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -32,7 +32,7 @@ impl Harness {
             .unwrap();
         let shutdown = CancellationToken::new();
         let (apis, default, fallback) = rt.block_on(async {
-            let tcp = || Listener::bind(&"127.0.0.1:0".parse().unwrap(), false).unwrap();
+            let tcp = || Listener::bind(&"127.0.0.1:0".parse().unwrap()).unwrap();
             let url = |l: &Listener| match l.local_addr().unwrap() {
                 ListenAddr::Tcp(a) => format!("http://{a}"),
                 ListenAddr::Unix(_) => unreachable!(),
@@ -199,8 +199,7 @@ impl LoneApi {
             .enable_all()
             .build()
             .unwrap();
-        let l =
-            rt.block_on(async { Listener::bind(&"127.0.0.1:0".parse().unwrap(), false).unwrap() });
+        let l = rt.block_on(async { Listener::bind(&"127.0.0.1:0".parse().unwrap()).unwrap() });
         let addr = match l.local_addr().unwrap() {
             ListenAddr::Tcp(a) => a,
             ListenAddr::Unix(_) => unreachable!(),

@@ -47,7 +47,29 @@ pub enum HealthPoll {
     Report(HealthReport),
     /// 429: come back after this long.
     RetryAfter(Duration),
-    Error(String),
+    Error(HealthError),
+}
+
+/// Why a GET to a processor gave no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("the request could not be built: {0}")]
+    Build(#[from] http::Error),
+    #[error("{0:?}")]
+    Transport(#[from] hyper_util::client::legacy::Error),
+    #[error("reading the body failed: {0}")]
+    Body(#[from] hyper::Error),
+    #[error("timed out")]
+    Timeout,
+}
+
+/// Why a health poll told nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum HealthError {
+    #[error(transparent)]
+    Call(#[from] CallError),
+    #[error("health answered {status}: {body}")]
+    BadBody { status: StatusCode, body: String },
 }
 
 impl ProcessorClient {
@@ -134,41 +156,35 @@ impl ProcessorClient {
             // while failing: the body is what counts.
             Ok((status, _, body)) => match parse_health(&body) {
                 Some(r) => HealthPoll::Report(r),
-                None => HealthPoll::Error(format!(
-                    "health answered {status}: {}",
-                    String::from_utf8_lossy(&body[..body.len().min(200)])
-                )),
+                None => HealthPoll::Error(HealthError::BadBody {
+                    status,
+                    body: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+                }),
             },
-            Err(e) => HealthPoll::Error(e),
+            Err(e) => HealthPoll::Error(e.into()),
         }
     }
 
     /// A GET: status, `Retry-After` in seconds if any, body.
-    async fn get(&self, uri: &str) -> Result<(StatusCode, Option<u64>, Bytes), String> {
+    async fn get(&self, uri: &str) -> Result<(StatusCode, Option<u64>, Bytes), CallError> {
         let req = Request::builder()
             .method(Method::GET)
             .uri(uri)
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| e.to_string())?;
+            .body(Full::new(Bytes::new()))?;
         let call = async {
-            let resp = self.http.request(req).await.map_err(|e| format!("{e:?}"))?;
+            let resp = self.http.request(req).await?;
             let status = resp.status();
             let retry_after = resp
                 .headers()
                 .get(http::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok());
-            let body = resp
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| e.to_string())?
-                .to_bytes();
+            let body = resp.into_body().collect().await?.to_bytes();
             Ok((status, retry_after, body))
         };
         tokio::time::timeout(self.cfg.request_timeout, call)
             .await
-            .map_err(|_| "timed out".to_string())?
+            .map_err(|_| CallError::Timeout)?
     }
 }
 

@@ -276,7 +276,14 @@ struct Attempt {
     id: Uuid,
     processor: Processor,
     started: Micros,
-    lookup: bool,
+    kind: AttemptKind,
+}
+
+/// What an attempt is: a `POST /payments` or a `GET /payments/{id}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AttemptKind {
+    Send,
+    Lookup,
 }
 
 /// A view of the engine's durable state, for log compaction.
@@ -534,7 +541,7 @@ impl Engine {
         let requested_at =
             *entry.requested_at[p.index()].get_or_insert(Micros::from_millis(now.millis()));
         let amount = entry.amount;
-        let attempt = self.start(id, p, now, false);
+        let attempt = self.start(id, p, now, AttemptKind::Send);
         if probe {
             self.views[p.index()].last_probe = Some(now);
             self.counters.probes[p.index()] += 1;
@@ -572,7 +579,7 @@ impl Engine {
         pinned.chain(probes).min()
     }
 
-    fn start(&mut self, id: Uuid, p: Processor, now: Micros, lookup: bool) -> AttemptId {
+    fn start(&mut self, id: Uuid, p: Processor, now: Micros, kind: AttemptKind) -> AttemptId {
         let attempt = self.next_attempt;
         self.next_attempt += 1;
         self.attempts.insert(
@@ -581,7 +588,7 @@ impl Engine {
                 id,
                 processor: p,
                 started: now,
-                lookup,
+                kind,
             },
         );
         self.views[p.index()].in_flight.insert((now, attempt));
@@ -607,7 +614,7 @@ impl Engine {
         let lookup = entry.tries % 2 == 1;
         if lookup {
             self.counters.lookups[p.index()] += 1;
-            let attempt = self.start(id, p, now, true);
+            let attempt = self.start(id, p, now, AttemptKind::Lookup);
             Action::Lookup {
                 attempt,
                 processor: p,
@@ -617,7 +624,7 @@ impl Engine {
             let requested_at = entry.requested_at[p.index()].expect("pinned after a send");
             let amount = entry.amount;
             self.counters.sends[p.index()] += 1;
-            let attempt = self.start(id, p, now, false);
+            let attempt = self.start(id, p, now, AttemptKind::Send);
             Action::Send {
                 attempt,
                 processor: p,
@@ -722,7 +729,7 @@ impl Engine {
         let Some(a) = self.finish(attempt) else {
             return Effect::None;
         };
-        debug_assert!(a.lookup);
+        debug_assert_eq!(a.kind, AttemptKind::Lookup);
         let p = a.processor;
         let i = p.index();
         let Some(entry) = self.pending.get_mut(&a.id) else {

@@ -41,7 +41,8 @@ pub(crate) async fn poll_health(
                 interval
             }
             HealthPoll::RetryAfter(d) => d.max(interval),
-            HealthPoll::Error(msg) => {
+            HealthPoll::Error(e) => {
+                let msg = e.to_string();
                 if last_error.as_deref() != Some(msg.as_str()) {
                     tracing::warn!(processor = p.name(), "health poll failed: {msg}");
                     last_error = Some(msg);

@@ -235,14 +235,10 @@ impl PaymentLog {
             .open(&path)?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
-        let replay = parse(&bytes).map_err(|offset| {
+        let replay = parse(&bytes).map_err(|e| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!(
-                    "{}: corrupt record at byte {offset} followed by valid records; \
-                     refusing to replay a damaged log (move it aside to start empty)",
-                    path.display()
-                ),
+                format!("{}: {e}", path.display()),
             )
         })?;
         if replay.torn_bytes > 0 {
@@ -374,9 +370,18 @@ impl PaymentLog {
     }
 }
 
-/// Splits a log image into records. `Err(offset)` for corruption that is not a torn
-/// tail.
-pub fn parse(bytes: &[u8]) -> Result<Replay, u64> {
+/// Corruption that is not a torn tail: a bad record followed by valid ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "corrupt record at byte {offset} followed by valid records; refusing to replay a \
+     damaged log (move it aside to start empty)"
+)]
+pub struct CorruptLog {
+    pub offset: u64,
+}
+
+/// Splits a log image into records.
+pub fn parse(bytes: &[u8]) -> Result<Replay, CorruptLog> {
     let mut records = Vec::with_capacity(bytes.len() / RECORD);
     let mut chunks = bytes.chunks_exact(RECORD);
     let mut offset = 0u64;
@@ -392,7 +397,7 @@ pub fn parse(bytes: &[u8]) -> Result<Replay, u64> {
                     .skip(1)
                     .any(|c| Record::decode(c.try_into().expect("exact")).is_some());
                 if later_valid {
-                    return Err(offset);
+                    return Err(CorruptLog { offset });
                 }
                 return Ok(Replay {
                     records,
@@ -613,7 +618,7 @@ mod tests {
         // Corruption in the middle is not.
         img[full - 1] ^= 1;
         img[RECORD + 10] ^= 1;
-        assert_eq!(parse(&img).unwrap_err(), RECORD as u64);
+        assert_eq!(parse(&img).unwrap_err().offset, RECORD as u64);
     }
 
     proptest! {

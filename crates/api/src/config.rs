@@ -1,0 +1,113 @@
+//! The api's settings: the command line ([`Args`]) and what it becomes ([`Config`]).
+//! Every default has one home, [`Config::new`] (and `netio::ServeLimits::default`);
+//! the flags read theirs from there, and a test checks an empty command line gives them.
+
+use netio::{ListenAddr, ServeLimits};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where the worker listens, as in the compose file.
+pub const DEFAULT_WORKER_SOCKET: &str = "/run/payroute/worker.sock";
+
+fn defaults() -> Config {
+    Config::new(PathBuf::from(DEFAULT_WORKER_SOCKET))
+}
+
+/// Flags of `payroute api`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Address to serve HTTP on: HOST:PORT, :PORT or unix:PATH. TCP addresses are bound
+    /// with SO_REUSEPORT, so several instances can share one port.
+    #[arg(long, env = "PAYROUTE_LISTEN", default_value = "0.0.0.0:9999")]
+    pub listen: ListenAddr,
+    /// The worker's Unix socket.
+    #[arg(long, env = "PAYROUTE_WORKER_SOCKET", default_value = DEFAULT_WORKER_SOCKET)]
+    pub worker_socket: PathBuf,
+    /// Largest request body accepted, in bytes (a payment is about 80).
+    #[arg(long, env = "PAYROUTE_MAX_BODY_BYTES", default_value_t = defaults().max_body_bytes)]
+    pub max_body_bytes: usize,
+    /// Largest request head (request line and headers), in bytes.
+    #[arg(long, env = "PAYROUTE_MAX_HEADER_BYTES",
+          default_value_t = defaults().limits.max_header_bytes)]
+    pub max_header_bytes: usize,
+    /// Client connections served at once; more are closed on arrival.
+    #[arg(long, env = "PAYROUTE_MAX_CONNECTIONS",
+          default_value_t = defaults().limits.max_connections)]
+    pub max_connections: usize,
+    /// Time allowed for a request head to arrive, and for idle keep-alive connections,
+    /// in seconds.
+    #[arg(long, env = "PAYROUTE_HEADER_TIMEOUT_SECS",
+          default_value_t = defaults().limits.header_timeout.as_secs())]
+    pub header_timeout_secs: u64,
+    /// Time allowed for a request body to arrive once its head has, in ms; a slower or
+    /// truncated body gets 408 and changes nothing.
+    #[arg(long, env = "PAYROUTE_BODY_TIMEOUT_MS",
+          default_value_t = defaults().body_timeout.as_millis() as u64)]
+    pub body_timeout_ms: u64,
+    /// How long to wait for the worker's reply before answering 503, in ms.
+    #[arg(long, env = "PAYROUTE_WORKER_TIMEOUT_MS",
+          default_value_t = defaults().worker_timeout.as_millis() as u64)]
+    pub worker_timeout_ms: u64,
+}
+
+/// What [`crate::serve`] needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub worker_socket: PathBuf,
+    pub max_body_bytes: usize,
+    pub limits: ServeLimits,
+    pub body_timeout: Duration,
+    pub worker_timeout: Duration,
+}
+
+impl Config {
+    /// The defaults, reaching the worker at `worker_socket`.
+    pub fn new(worker_socket: PathBuf) -> Config {
+        Config {
+            worker_socket,
+            // A payment is about 80 bytes; 4 KiB leaves room for any formatting and
+            // refuses floods early (413).
+            max_body_bytes: 4096,
+            limits: ServeLimits::default(),
+            // A client that sent its head has its body ready: 10 s is generous and
+            // still frees the connection of a stalled one.
+            body_timeout: Duration::from_secs(10),
+            // The worker answers from memory in microseconds; a second means it is
+            // stuck or gone, and the client is better told (503) than kept waiting.
+            worker_timeout: Duration::from_secs(1),
+        }
+    }
+
+    pub fn from_args(a: &Args) -> Config {
+        Config {
+            worker_socket: a.worker_socket.clone(),
+            max_body_bytes: a.max_body_bytes,
+            limits: ServeLimits {
+                max_connections: a.max_connections,
+                max_header_bytes: a.max_header_bytes,
+                header_timeout: Duration::from_secs(a.header_timeout_secs),
+            },
+            body_timeout: Duration::from_millis(a.body_timeout_ms),
+            worker_timeout: Duration::from_millis(a.worker_timeout_ms),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    #[test]
+    fn an_empty_command_line_gives_the_defaults() {
+        let args = Cli::try_parse_from(["api"]).unwrap().args;
+        assert_eq!(Config::from_args(&args), defaults());
+        assert_eq!(args.listen, "0.0.0.0:9999".parse().unwrap());
+    }
+}
