@@ -107,24 +107,6 @@ impl Config {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: Args,
-    }
-
-    #[test]
-    fn an_empty_command_line_gives_the_defaults() {
-        let args = Cli::try_parse_from(["processor"]).unwrap().args;
-        assert_eq!(Config::from_args(&args), Config::default());
-    }
-}
-
 /// Runs the emulator on an already bound listener until `shutdown` is cancelled.
 pub async fn serve(
     listener: Listener,
@@ -165,4 +147,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         tracing::info!("processor stopped");
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    #[test]
+    fn an_empty_command_line_gives_the_defaults() {
+        let args = Cli::try_parse_from(["processor"]).unwrap().args;
+        assert_eq!(Config::from_args(&args), Config::default());
+    }
 }
