@@ -17,6 +17,7 @@
 //! empty books and silently disagree with payroute's summary).
 
 mod cgroup;
+mod events;
 pub mod lbconf;
 mod probe;
 mod procs;
@@ -24,6 +25,7 @@ pub mod resources;
 
 use anyhow::{bail, Context};
 use cgroup::Cgroups;
+pub use events::Event;
 use procs::{Sample, Spec};
 use std::ffi::OsString;
 use std::fmt;
@@ -305,76 +307,6 @@ impl fmt::Display for LimitsStatus {
             }
             LimitsStatus::Enforced(how) => write!(f, "limits enforced: {how}"),
             LimitsStatus::NotEnforced(why) => write!(f, "limits NOT enforced: {why}"),
-        }
-    }
-}
-
-/// Something that happened to a child after [`start`] returned.
-#[derive(Debug, Clone)]
-pub enum Event {
-    /// A child exited (it was not being stopped).
-    Exited {
-        name: String,
-        pid: u32,
-        /// As `std::process::ExitStatus` prints it: "exit status: 1", "signal: 9 (SIGKILL)".
-        status: String,
-        log: PathBuf,
-        log_tail: String,
-        /// When it will be restarted; `None`: it will not be.
-        restart_in: Option<Duration>,
-    },
-    /// A child was started again.
-    Restarted {
-        name: String,
-        pid: u32,
-        restarts: u32,
-    },
-    /// Starting it again failed; retried after the delay.
-    RestartFailed {
-        name: String,
-        error: String,
-        retry_in: Duration,
-    },
-}
-
-impl fmt::Display for Event {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Event::Exited {
-                name,
-                pid,
-                status,
-                log,
-                log_tail,
-                restart_in,
-            } => {
-                write!(f, "{name} (pid {pid}) exited: {status}; ")?;
-                match restart_in {
-                    Some(d) => write!(f, "restarting in {:.1} s", d.as_secs_f64())?,
-                    None => write!(f, "not restarted")?,
-                }
-                write!(f, ". Last lines of {}:", log.display())?;
-                for line in log_tail.lines() {
-                    write!(f, "\n    {line}")?;
-                }
-                Ok(())
-            }
-            Event::Restarted {
-                name,
-                pid,
-                restarts,
-            } => {
-                write!(f, "{name} restarted: pid {pid} (restart #{restarts})")
-            }
-            Event::RestartFailed {
-                name,
-                error,
-                retry_in,
-            } => write!(
-                f,
-                "{name} could not be restarted: {error}; retrying in {:.1} s",
-                retry_in.as_secs_f64()
-            ),
         }
     }
 }
@@ -1460,21 +1392,5 @@ mod tests {
         ] {
             assert_eq!(STOP_ORDER.iter().filter(|s| s(name)).count(), 1, "{name}");
         }
-    }
-
-    #[test]
-    fn events_read_well() {
-        let e = Event::Exited {
-            name: "api1".into(),
-            pid: 42,
-            status: "signal: 9 (SIGKILL)".into(),
-            log: "/tmp/api1.log".into(),
-            log_tail: "a\nb".into(),
-            restart_in: Some(Duration::from_millis(500)),
-        };
-        assert_eq!(
-            e.to_string(),
-            "api1 (pid 42) exited: signal: 9 (SIGKILL); restarting in 0.5 s. Last lines of /tmp/api1.log:\n    a\n    b"
-        );
     }
 }
