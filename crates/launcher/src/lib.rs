@@ -22,6 +22,7 @@ pub mod lbconf;
 mod probe;
 mod procs;
 pub mod resources;
+mod usage;
 
 use anyhow::{bail, Context};
 use cgroup::Cgroups;
@@ -36,6 +37,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use usage::usage_of;
+pub use usage::{usage_table, ProcessUsage, UsageDetail};
 
 /// How long [`start`] waits for the whole topology to answer, by default. Debug builds
 /// start in well under a second; the margin covers a loaded CI machine.
@@ -263,29 +266,6 @@ impl UpConfig {
             run_dir: args.run_dir.clone(),
         }
     }
-}
-
-/// Resource use of one process.
-#[derive(Debug, Clone)]
-pub struct ProcessUsage {
-    pub name: String,
-    pub pid: u32,
-    pub cpu_seconds: f64,
-    pub peak_rss_bytes: u64,
-    /// Time throttled by its CPU quota; `None` when no cgroup limit is enforced.
-    pub throttled_seconds: Option<f64>,
-    pub limits_enforced: bool,
-}
-
-/// [`ProcessUsage`] and what only the launcher knows about the process.
-#[derive(Debug, Clone)]
-pub struct UsageDetail {
-    pub usage: ProcessUsage,
-    /// Peak memory charged to its cgroup (page cache included), when limits are
-    /// enforced: what the memory limit is compared with.
-    pub cgroup_peak_bytes: Option<u64>,
-    /// Times it was restarted (the usage covers every incarnation).
-    pub restarts: u32,
 }
 
 /// Whether the resource limits are in force.
@@ -568,24 +548,6 @@ fn stop_batch(batch: &mut [&mut Proc]) -> Vec<String> {
         procs::signal_group(p.pid, libc::SIGKILL);
     }
     failures
-}
-
-fn usage_of(p: &Proc, cgroups: Option<&Cgroups>) -> UsageDetail {
-    let current = p.sample_now().unwrap_or(p.last);
-    let total = p.prior.add(current);
-    let group = cgroups.filter(|g| g.has(&p.spec.name));
-    UsageDetail {
-        usage: ProcessUsage {
-            name: p.spec.name.clone(),
-            pid: p.pid,
-            cpu_seconds: total.cpu_seconds,
-            peak_rss_bytes: total.peak_rss_bytes,
-            throttled_seconds: group.and_then(|g| g.throttled_seconds(&p.spec.name)),
-            limits_enforced: group.is_some(),
-        },
-        cgroup_peak_bytes: group.and_then(|g| g.memory_peak_bytes(&p.spec.name)),
-        restarts: p.restarts,
-    }
 }
 
 /// Starts the topology on 127.0.0.1 (see [`StartOptions`]) and waits until the load
@@ -1202,30 +1164,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!("stopped; logs kept in {}", config.run_dir.display());
         Ok(())
     })
-}
-
-/// Final resource use, for the operator.
-pub fn usage_table(usage: &[UsageDetail]) -> String {
-    let mut out = format!(
-        "{:<20} {:>8} {:>10} {:>12} {:>12} {:>9}\n",
-        "ROLE", "CPU s", "peak RSS", "cgroup peak", "throttled s", "restarts"
-    );
-    for d in usage {
-        let u = &d.usage;
-        let mib = |b: u64| format!("{:.1} MiB", b as f64 / 1048576.0);
-        out.push_str(&format!(
-            "{:<20} {:>8.2} {:>10} {:>12} {:>12} {:>9}\n",
-            u.name,
-            u.cpu_seconds,
-            mib(u.peak_rss_bytes),
-            d.cgroup_peak_bytes.map(mib).unwrap_or_else(|| "-".into()),
-            u.throttled_seconds
-                .map(|s| format!("{s:.2}"))
-                .unwrap_or_else(|| "-".into()),
-            d.restarts
-        ));
-    }
-    out
 }
 
 #[cfg(test)]
