@@ -11,6 +11,40 @@ use std::time::Duration;
 /// machine.
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Every default of `payroute up`, in one place: the flags ([`Args`]) name these in their
+/// `default_value_t`, and [`UpConfig::new`] and [`StartOptions::default`] use them too,
+/// so the command line and the library start the same topology (a test in `cli.rs`
+/// checks every flag).
+pub(crate) mod defaults {
+    use crate::{Lb, Limits, Restart};
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::path::PathBuf;
+
+    /// Public port of the load balancer: the challenge's.
+    pub(crate) const PORT: u16 = 9999;
+    /// Ports of the emulated processors (default, fallback): the official ones'.
+    pub(crate) const EMULATOR_PORTS: (u16, u16) = (8001, 8002);
+    /// Fees of the emulated processors (default, fallback): the official compose
+    /// file's (the final test uses 0.07 and 0.10).
+    pub(crate) const EMULATOR_FEES: (f64, f64) = (0.05, 0.15);
+    /// Nothing to install.
+    pub(crate) const LB: Lb = Lb::Embedded;
+    pub(crate) const LIMITS: Limits = Limits::Off;
+    /// What the compose file's `restart: unless-stopped` does.
+    pub(crate) const RESTART: Restart = Restart::Always;
+    /// Interface of `payroute up`: every one, as the compose deployment publishes 9999
+    /// on every interface.
+    pub(crate) const CLI_HOST: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    /// Interface of [`start`](fn@crate::start): loopback, as the bench and the tests
+    /// reach everything locally.
+    pub(crate) const LIBRARY_HOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    /// Run directory of `payroute up` (the library has none: the caller names it).
+    pub(crate) fn run_dir() -> PathBuf {
+        std::env::temp_dir().join("payroute-up")
+    }
+}
+
 /// What [`start`](fn@crate::start) runs.
 #[derive(Debug, Clone)]
 pub struct UpConfig {
@@ -30,12 +64,14 @@ pub struct UpConfig {
     pub run_dir: PathBuf,
 }
 
-/// How [`start_with`](crate::start_with) runs an [`UpConfig`]: what the CLI sets and programs rarely need.
+/// How [`start_with`](crate::start_with) runs an [`UpConfig`]: what the CLI sets and
+/// programs rarely need.
 #[derive(Debug, Clone)]
 pub struct StartOptions {
-    /// Interface of the public port and of the emulators. [`start`](fn@crate::start) uses `127.0.0.1`
-    /// (the bench and the tests reach everything locally); `payroute up` uses `0.0.0.0`
-    /// by default, as the compose deployment publishes 9999 on every interface.
+    /// Interface of the public port and of the emulators. [`start`](fn@crate::start)
+    /// uses `127.0.0.1` (the bench and the tests reach everything locally); `payroute up`
+    /// uses `0.0.0.0` by default, as the compose deployment publishes 9999 on every
+    /// interface.
     pub host: IpAddr,
     /// What happens when a role exits while running.
     pub restart: Restart,
@@ -46,8 +82,8 @@ pub struct StartOptions {
 impl Default for StartOptions {
     fn default() -> Self {
         StartOptions {
-            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            restart: Restart::Always,
+            host: defaults::LIBRARY_HOST,
+            restart: defaults::RESTART,
             ready_timeout: DEFAULT_READY_TIMEOUT,
         }
     }
@@ -78,13 +114,13 @@ impl UpConfig {
     pub fn new(exe: impl Into<PathBuf>, run_dir: impl Into<PathBuf>) -> UpConfig {
         UpConfig {
             exe: exe.into(),
-            port: 9999,
+            port: defaults::PORT,
             default_url: None,
             fallback_url: None,
-            emulator_fees: (0.05, 0.15),
-            emulator_ports: (8001, 8002),
-            lb: Lb::Embedded,
-            limits: Limits::Off,
+            emulator_fees: defaults::EMULATOR_FEES,
+            emulator_ports: defaults::EMULATOR_PORTS,
+            lb: defaults::LB,
+            limits: defaults::LIMITS,
             run_dir: run_dir.into(),
         }
     }
