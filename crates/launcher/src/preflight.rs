@@ -67,10 +67,13 @@ pub(crate) fn release_run_dir(dir: &Path) {
     let _ = std::fs::remove_file(dir.join(RUN_DIR_PIDFILE));
 }
 
-/// Fails if something already listens on `addr`. Needed because the api instances and
-/// the emulators bind with SO_REUSEPORT: a second `payroute up` on the same port would
-/// not get "address in use" but silently share the port with the first one. A plain
-/// bind (no SO_REUSEPORT) conflicts with any listener, so it tells.
+/// Fails if something already listens on `addr`. Needed for the public port because
+/// the api instances bind it with SO_REUSEPORT (embedded load balancer): a second
+/// `payroute up` on the same port would not get "address in use" but silently share the
+/// port with the first one. A plain bind (no SO_REUSEPORT) conflicts with any listener,
+/// so it tells. The emulators bind without SO_REUSEPORT and would fail on a taken port
+/// by themselves; checking their ports here only gives that failure up front, naming
+/// the flag to change.
 pub(crate) fn ensure_port_free(addr: SocketAddr, flag: &str) -> anyhow::Result<()> {
     match std::net::TcpListener::bind(addr) {
         Ok(_) => Ok(()),
