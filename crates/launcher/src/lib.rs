@@ -21,6 +21,7 @@ mod cli;
 mod config;
 mod events;
 pub mod lbconf;
+mod limits;
 mod preflight;
 mod probe;
 mod procs;
@@ -32,12 +33,12 @@ use cgroup::Cgroups;
 pub use cli::{Args, Lb, Limits, Restart};
 pub use config::{StartOptions, UpConfig, DEFAULT_READY_TIMEOUT};
 pub use events::Event;
+pub use limits::LimitsStatus;
 use preflight::{
     check_reachable_by_nginx_workers, ensure_port_free, prepare_run_dir, release_run_dir,
 };
 use procs::{Sample, Spec};
 use std::ffi::OsString;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Child;
@@ -70,29 +71,6 @@ const LOG_TAIL_LINES: usize = 15;
 /// Events kept for [`Running::take_events`] when nobody takes them: a role in a crash
 /// loop (one restart per 10 s at most) must not grow memory without bound.
 const MAX_KEPT_EVENTS: usize = 1000;
-
-/// Whether the resource limits are in force.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LimitsStatus {
-    /// `--limits off`.
-    Off,
-    /// Enforced; the text says where.
-    Enforced(String),
-    /// Asked for but impossible here; the text says why.
-    NotEnforced(String),
-}
-
-impl fmt::Display for LimitsStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            LimitsStatus::Off => {
-                write!(f, "limits off (--limits rinha applies the compose file's)")
-            }
-            LimitsStatus::Enforced(how) => write!(f, "limits enforced: {how}"),
-            LimitsStatus::NotEnforced(why) => write!(f, "limits NOT enforced: {why}"),
-        }
-    }
-}
 
 /// One role of the topology and its current process.
 #[derive(Debug)]
@@ -400,33 +378,7 @@ pub fn start_with(config: &UpConfig, options: &StartOptions) -> anyhow::Result<R
         }
     }
 
-    let limits_status;
-    let cgroups = match config.limits {
-        Limits::Off => {
-            limits_status = LimitsStatus::Off;
-            None
-        }
-        Limits::Rinha => {
-            let services: Vec<_> = resources::SERVICES
-                .iter()
-                .filter(|s| s.service != "lb" || config.lb != Lb::Embedded)
-                .collect();
-            match Cgroups::create(&services) {
-                Ok(g) => {
-                    let mut how = g.describe();
-                    if config.lb == Lb::Embedded {
-                        how.push_str(" (no lb process: embedded, its share unused)");
-                    }
-                    limits_status = LimitsStatus::Enforced(how);
-                    Some(g)
-                }
-                Err(why) => {
-                    limits_status = LimitsStatus::NotEnforced(why);
-                    None
-                }
-            }
-        }
-    };
+    let (cgroups, limits_status) = limits::cgroups_for(config.limits, config.lb);
 
     let shared = Arc::new(Shared {
         procs: Mutex::new(Vec::new()),
