@@ -100,9 +100,11 @@ impl Proc {
     }
 }
 
-/// State shared by [`Running`] and its supervisor thread.
+/// The launcher's children and what it knows of them (each role's process and usage,
+/// the events not yet taken, the cgroups), with the stop flag and the restart policy:
+/// shared by [`Running`] and its supervisor thread.
 #[derive(Debug)]
-struct Shared {
+struct Children {
     procs: Mutex<Vec<Proc>>,
     events: Mutex<Vec<Event>>,
     stopping: AtomicBool,
@@ -119,7 +121,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// A started topology. Dropping it stops everything.
 #[derive(Debug)]
 pub struct Running {
-    shared: Arc<Shared>,
+    children: Arc<Children>,
     supervisor: Option<JoinHandle<()>>,
     backend_url: String,
     default_url: String,
@@ -160,8 +162,8 @@ impl Running {
 
     /// [`Running::usage`] with cgroup peak memory and restart counts.
     pub fn usage_details(&self) -> Vec<UsageDetail> {
-        let procs = lock(&self.shared.procs);
-        let cgroups = lock(&self.shared.cgroups);
+        let procs = lock(&self.children.procs);
+        let cgroups = lock(&self.children.cgroups);
         procs
             .iter()
             .map(|p| usage_of(p, cgroups.as_ref()))
@@ -170,12 +172,12 @@ impl Running {
 
     /// Takes the events (exits, restarts) reported since the last call.
     pub fn take_events(&self) -> Vec<Event> {
-        std::mem::take(&mut *lock(&self.shared.events))
+        std::mem::take(&mut *lock(&self.children.events))
     }
 
     /// PIDs of the processes currently running, by role.
     pub fn pids(&self) -> Vec<(String, u32)> {
-        lock(&self.shared.procs)
+        lock(&self.children.procs)
             .iter()
             .filter(|p| p.child.is_some())
             .map(|p| (p.spec.name.clone(), p.pid))
@@ -184,7 +186,7 @@ impl Running {
 
     /// What runs where, as a table for the operator.
     pub fn describe(&self) -> String {
-        let procs = lock(&self.shared.procs);
+        let procs = lock(&self.children.procs);
         let mut out = format!(
             "payroute up: {} (run dir {})\n{:<20} {:>7}  {:<45} LOG\n",
             self.backend_url,
@@ -233,14 +235,14 @@ impl Running {
             return Ok(Vec::new());
         }
         self.stopped = true;
-        self.shared.stopping.store(true, Ordering::SeqCst);
+        self.children.stopping.store(true, Ordering::SeqCst);
         if let Some(h) = self.supervisor.take() {
             let _ = h.join();
         }
-        let mut procs = lock(&self.shared.procs);
+        let mut procs = lock(&self.children.procs);
         // Final usage, read while the processes still exist.
         let usage: Vec<UsageDetail> = {
-            let cgroups = lock(&self.shared.cgroups);
+            let cgroups = lock(&self.children.cgroups);
             procs
                 .iter()
                 .map(|p| usage_of(p, cgroups.as_ref()))
@@ -253,7 +255,7 @@ impl Running {
             failures.extend(stop_batch(&mut batch));
         }
         drop(procs);
-        if let Some(mut groups) = lock(&self.shared.cgroups).take() {
+        if let Some(mut groups) = lock(&self.children.cgroups).take() {
             groups.remove();
         }
         release_run_dir(&self.run_dir);
@@ -380,7 +382,7 @@ pub fn start_with(config: &UpConfig, options: &StartOptions) -> anyhow::Result<R
 
     let (cgroups, limits_status) = limits::cgroups_for(config.limits, config.lb);
 
-    let shared = Arc::new(Shared {
+    let children = Arc::new(Children {
         procs: Mutex::new(Vec::new()),
         events: Mutex::new(Vec::new()),
         stopping: AtomicBool::new(false),
@@ -399,7 +401,7 @@ pub fn start_with(config: &UpConfig, options: &StartOptions) -> anyhow::Result<R
         ),
     };
     let mut running = Running {
-        shared: shared.clone(),
+        children: children.clone(),
         supervisor: None,
         backend_url: url(backend_addr),
         default_url: default_url.clone(),
@@ -412,7 +414,7 @@ pub fn start_with(config: &UpConfig, options: &StartOptions) -> anyhow::Result<R
     };
     let deadline = Instant::now() + options.ready_timeout;
     let mut starter = Starter {
-        shared: &shared,
+        children: &children,
         deadline,
         timeout: options.ready_timeout,
     };
@@ -564,11 +566,11 @@ pub fn start_with(config: &UpConfig, options: &StartOptions) -> anyhow::Result<R
     // moved into its cgroup: move the whole group.
     starter.rejoin_groups();
 
-    let supervisor_shared = shared.clone();
+    let supervisor_children = children.clone();
     running.supervisor = Some(
         std::thread::Builder::new()
             .name("payroute-up-supervisor".into())
-            .spawn(move || supervise(&supervisor_shared))
+            .spawn(move || supervise(&supervisor_children))
             .context("cannot start the supervisor thread")?,
     );
     Ok(running)
@@ -581,7 +583,7 @@ fn os_args(args: &[&str]) -> Vec<OsString> {
 /// Spawns children during [`start`] and waits for their readiness, failing with the
 /// details of any child that exits meanwhile.
 struct Starter<'a> {
-    shared: &'a Shared,
+    children: &'a Children,
     deadline: Instant,
     timeout: Duration,
 }
@@ -590,7 +592,7 @@ impl Starter<'_> {
     fn spawn(&mut self, spec: Spec) -> anyhow::Result<()> {
         let child = procs::spawn(&spec).with_context(|| format!("cannot start {}", spec.name))?;
         let pid = child.id();
-        if let Some(groups) = lock(&self.shared.cgroups).as_ref() {
+        if let Some(groups) = lock(&self.children.cgroups).as_ref() {
             if groups.has(&spec.name) {
                 groups
                     .join(&spec.name, pid)
@@ -598,7 +600,7 @@ impl Starter<'_> {
             }
         }
         tracing::debug!("started {} (pid {pid}): {}", spec.name, spec.command_line());
-        lock(&self.shared.procs).push(Proc {
+        lock(&self.children.procs).push(Proc {
             spec,
             child: Some(child),
             pid,
@@ -618,7 +620,7 @@ impl Starter<'_> {
             if ready() {
                 return Ok(());
             }
-            for p in lock(&self.shared.procs).iter_mut() {
+            for p in lock(&self.children.procs).iter_mut() {
                 let Some(child) = p.child.as_mut() else {
                     continue;
                 };
@@ -635,7 +637,7 @@ impl Starter<'_> {
                 }
             }
             if Instant::now() >= self.deadline {
-                let logs: Vec<String> = lock(&self.shared.procs)
+                let logs: Vec<String> = lock(&self.children.procs)
                     .iter()
                     .map(|p| {
                         format!(
@@ -657,12 +659,12 @@ impl Starter<'_> {
     }
 
     fn rejoin_groups(&self) {
-        rejoin_groups(self.shared, &lock(&self.shared.procs));
+        rejoin_groups(self.children, &lock(&self.children.procs));
     }
 }
 
-fn rejoin_groups(shared: &Shared, procs: &[Proc]) {
-    let cgroups = lock(&shared.cgroups);
+fn rejoin_groups(children: &Children, procs: &[Proc]) {
+    let cgroups = lock(&children.cgroups);
     let Some(groups) = cgroups.as_ref() else {
         return;
     };
@@ -689,12 +691,12 @@ fn indent(text: &str) -> String {
 
 /// The supervisor thread: reaps children that exit, reports them, restarts them per
 /// the policy, and samples their usage.
-fn supervise(shared: &Shared) {
+fn supervise(children: &Children) {
     let mut last_sample = Instant::now();
-    while !shared.stopping.load(Ordering::SeqCst) {
+    while !children.stopping.load(Ordering::SeqCst) {
         std::thread::sleep(SUPERVISE_TICK);
-        let mut procs = lock(&shared.procs);
-        if shared.stopping.load(Ordering::SeqCst) {
+        let mut procs = lock(&children.procs);
+        if children.stopping.load(Ordering::SeqCst) {
             return;
         }
         let now = Instant::now();
@@ -712,7 +714,8 @@ fn supervise(shared: &Shared) {
                         if now.duration_since(p.started_at) >= RESTART_STABLE_AFTER {
                             p.backoff = RESTART_BACKOFF_MIN;
                         }
-                        let restart_in = (p.spec.restartable && shared.restart == Restart::Always)
+                        let restart_in = (p.spec.restartable
+                            && children.restart == Restart::Always)
                             .then_some(p.backoff);
                         if let Some(delay) = restart_in {
                             p.restart_at = Some(now + delay);
@@ -737,7 +740,7 @@ fn supervise(shared: &Shared) {
                         p.child = Some(child);
                         p.started_at = now;
                         p.restarts += 1;
-                        if let Some(groups) = lock(&shared.cgroups).as_ref() {
+                        if let Some(groups) = lock(&children.cgroups).as_ref() {
                             if groups.has(&p.spec.name) {
                                 if let Err(e) = groups.join(&p.spec.name, p.pid) {
                                     tracing::warn!(
@@ -774,7 +777,7 @@ fn supervise(shared: &Shared) {
                     p.last = s;
                 }
             }
-            rejoin_groups(shared, &procs);
+            rejoin_groups(children, &procs);
         }
         drop(procs);
         if !events.is_empty() {
@@ -783,7 +786,7 @@ fn supervise(shared: &Shared) {
             for e in &events {
                 tracing::warn!("{e}");
             }
-            let mut kept = lock(&shared.events);
+            let mut kept = lock(&children.events);
             kept.extend(events);
             let excess = kept.len().saturating_sub(MAX_KEPT_EVENTS);
             kept.drain(..excess);
