@@ -17,6 +17,7 @@
 //! empty books and silently disagree with payroute's summary).
 
 mod cgroup;
+mod children;
 mod cli;
 mod config;
 mod events;
@@ -29,7 +30,7 @@ pub mod resources;
 mod usage;
 
 use anyhow::{bail, Context};
-use cgroup::Cgroups;
+use children::{Children, Proc};
 pub use cli::{Args, Lb, Limits, Restart};
 pub use config::{StartOptions, UpConfig, DEFAULT_READY_TIMEOUT};
 pub use events::Event;
@@ -37,16 +38,13 @@ pub use limits::LimitsStatus;
 use preflight::{
     check_reachable_by_nginx_workers, ensure_port_free, prepare_run_dir, release_run_dir,
 };
-use procs::{Sample, Spec};
+use procs::Spec;
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Child;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use usage::usage_of;
 pub use usage::{usage_table, ProcessUsage, UsageDetail};
 
 /// Time a child gets between SIGTERM and SIGKILL. The worker uses it to finish its
@@ -61,63 +59,11 @@ const SUPERVISE_TICK: Duration = Duration::from_millis(100);
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 /// First delay before restarting a role that exited, doubled at each consecutive
 /// failure up to [`RESTART_BACKOFF_MAX`]: a role that crashes at once must not spin.
-const RESTART_BACKOFF_MIN: Duration = Duration::from_millis(500);
+pub(crate) const RESTART_BACKOFF_MIN: Duration = Duration::from_millis(500);
 const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// A role that ran this long before exiting is considered to have been healthy, and its
 /// next restart starts again from the shortest backoff.
 const RESTART_STABLE_AFTER: Duration = Duration::from_secs(30);
-/// Lines of a child's log quoted in an error or an exit report.
-const LOG_TAIL_LINES: usize = 15;
-/// Events kept for [`Running::take_events`] when nobody takes them: a role in a crash
-/// loop (one restart per 10 s at most) must not grow memory without bound.
-const MAX_KEPT_EVENTS: usize = 1000;
-
-/// One role of the topology and its current process.
-#[derive(Debug)]
-struct Proc {
-    spec: Spec,
-    child: Option<Child>,
-    /// PID of the current (or last) process.
-    pid: u32,
-    started_at: Instant,
-    restarts: u32,
-    backoff: Duration,
-    restart_at: Option<Instant>,
-    /// Usage of earlier incarnations.
-    prior: Sample,
-    /// Latest sample of the current incarnation.
-    last: Sample,
-}
-
-impl Proc {
-    fn sample_now(&self) -> Option<Sample> {
-        self.child.as_ref()?;
-        if self.spec.multi_process {
-            procs::sample_group(self.pid)
-        } else {
-            procs::sample(self.pid)
-        }
-    }
-}
-
-/// The launcher's children and what it knows of them (each role's process and usage,
-/// the events not yet taken, the cgroups), with the stop flag and the restart policy:
-/// shared by [`Running`] and its supervisor thread.
-#[derive(Debug)]
-struct Children {
-    procs: Mutex<Vec<Proc>>,
-    events: Mutex<Vec<Event>>,
-    stopping: AtomicBool,
-    cgroups: Mutex<Option<Cgroups>>,
-    restart: Restart,
-}
-
-/// Locks a mutex even if a panicking thread poisoned it: the data (process table,
-/// events) stays meaningful, and stopping the children must work after a panic.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// A started topology. Dropping it stops everything.
 #[derive(Debug)]
 pub struct Running {
@@ -162,22 +108,18 @@ impl Running {
 
     /// [`Running::usage`] with cgroup peak memory and restart counts.
     pub fn usage_details(&self) -> Vec<UsageDetail> {
-        let procs = lock(&self.children.procs);
-        let cgroups = lock(&self.children.cgroups);
-        procs
-            .iter()
-            .map(|p| usage_of(p, cgroups.as_ref()))
-            .collect()
+        self.children.usage(&self.children.procs())
     }
 
     /// Takes the events (exits, restarts) reported since the last call.
     pub fn take_events(&self) -> Vec<Event> {
-        std::mem::take(&mut *lock(&self.children.events))
+        self.children.take_events()
     }
 
     /// PIDs of the processes currently running, by role.
     pub fn pids(&self) -> Vec<(String, u32)> {
-        lock(&self.children.procs)
+        self.children
+            .procs()
             .iter()
             .filter(|p| p.child.is_some())
             .map(|p| (p.spec.name.clone(), p.pid))
@@ -186,7 +128,7 @@ impl Running {
 
     /// What runs where, as a table for the operator.
     pub fn describe(&self) -> String {
-        let procs = lock(&self.children.procs);
+        let procs = self.children.procs();
         let mut out = format!(
             "payroute up: {} (run dir {})\n{:<20} {:>7}  {:<45} LOG\n",
             self.backend_url,
@@ -235,19 +177,13 @@ impl Running {
             return Ok(Vec::new());
         }
         self.stopped = true;
-        self.children.stopping.store(true, Ordering::SeqCst);
+        self.children.request_stop();
         if let Some(h) = self.supervisor.take() {
             let _ = h.join();
         }
-        let mut procs = lock(&self.children.procs);
+        let mut procs = self.children.procs();
         // Final usage, read while the processes still exist.
-        let usage: Vec<UsageDetail> = {
-            let cgroups = lock(&self.children.cgroups);
-            procs
-                .iter()
-                .map(|p| usage_of(p, cgroups.as_ref()))
-                .collect()
-        };
+        let usage = self.children.usage(&procs);
         let mut failures = Vec::new();
         for stage in STOP_ORDER {
             let mut batch: Vec<&mut Proc> =
@@ -255,9 +191,7 @@ impl Running {
             failures.extend(stop_batch(&mut batch));
         }
         drop(procs);
-        if let Some(mut groups) = lock(&self.children.cgroups).take() {
-            groups.remove();
-        }
+        self.children.remove_cgroups();
         release_run_dir(&self.run_dir);
         if failures.is_empty() {
             Ok(usage)
@@ -382,13 +316,7 @@ pub fn start_with(config: &UpConfig, options: &StartOptions) -> anyhow::Result<R
 
     let (cgroups, limits_status) = limits::cgroups_for(config.limits, config.lb);
 
-    let children = Arc::new(Children {
-        procs: Mutex::new(Vec::new()),
-        events: Mutex::new(Vec::new()),
-        stopping: AtomicBool::new(false),
-        cgroups: Mutex::new(cgroups),
-        restart: options.restart,
-    });
+    let children = Arc::new(Children::new(cgroups, options.restart));
     let url = |addr: SocketAddr| format!("http://{addr}");
     let (default_url, fallback_url) = match (&config.default_url, &config.fallback_url) {
         (Some(d), Some(f)) => (
@@ -592,25 +520,11 @@ impl Starter<'_> {
     fn spawn(&mut self, spec: Spec) -> anyhow::Result<()> {
         let child = procs::spawn(&spec).with_context(|| format!("cannot start {}", spec.name))?;
         let pid = child.id();
-        if let Some(groups) = lock(&self.children.cgroups).as_ref() {
-            if groups.has(&spec.name) {
-                groups
-                    .join(&spec.name, pid)
-                    .map_err(|e| anyhow::anyhow!("cannot limit {}: {e}", spec.name))?;
-            }
-        }
+        self.children
+            .limit(&spec.name, pid)
+            .map_err(|e| anyhow::anyhow!("cannot limit {}: {e}", spec.name))?;
         tracing::debug!("started {} (pid {pid}): {}", spec.name, spec.command_line());
-        lock(&self.children.procs).push(Proc {
-            spec,
-            child: Some(child),
-            pid,
-            started_at: Instant::now(),
-            restarts: 0,
-            backoff: RESTART_BACKOFF_MIN,
-            restart_at: None,
-            prior: Sample::default(),
-            last: Sample::default(),
-        });
+        self.children.procs().push(Proc::new(spec, child));
         Ok(())
     }
 
@@ -620,24 +534,21 @@ impl Starter<'_> {
             if ready() {
                 return Ok(());
             }
-            for p in lock(&self.children.procs).iter_mut() {
-                let Some(child) = p.child.as_mut() else {
-                    continue;
-                };
-                if let Ok(Some(status)) = child.try_wait() {
-                    p.child = None;
-                    procs::signal_group(p.pid, libc::SIGKILL);
+            for p in self.children.procs().iter_mut() {
+                if let Ok(Some(status)) = p.try_reap() {
                     bail!(
                         "{} (pid {}) exited while waiting for {what}: {status}. Last lines of {}:\n{}",
                         p.spec.name,
                         p.pid,
                         p.spec.log.display(),
-                        indent(&procs::tail(&p.spec.log, LOG_TAIL_LINES))
+                        indent(&p.log_tail())
                     );
                 }
             }
             if Instant::now() >= self.deadline {
-                let logs: Vec<String> = lock(&self.children.procs)
+                let logs: Vec<String> = self
+                    .children
+                    .procs()
                     .iter()
                     .map(|p| {
                         format!(
@@ -659,26 +570,7 @@ impl Starter<'_> {
     }
 
     fn rejoin_groups(&self) {
-        rejoin_groups(self.children, &lock(&self.children.procs));
-    }
-}
-
-fn rejoin_groups(children: &Children, procs: &[Proc]) {
-    let cgroups = lock(&children.cgroups);
-    let Some(groups) = cgroups.as_ref() else {
-        return;
-    };
-    for p in procs
-        .iter()
-        .filter(|p| p.spec.multi_process && p.child.is_some())
-    {
-        if groups.has(&p.spec.name) {
-            for member in procs::group_members(p.pid) {
-                if let Err(e) = groups.join(&p.spec.name, member) {
-                    tracing::warn!("{e}");
-                }
-            }
-        }
+        self.children.rejoin_groups(&self.children.procs());
     }
 }
 
@@ -693,24 +585,20 @@ fn indent(text: &str) -> String {
 /// the policy, and samples their usage.
 fn supervise(children: &Children) {
     let mut last_sample = Instant::now();
-    while !children.stopping.load(Ordering::SeqCst) {
+    while !children.stopping() {
         std::thread::sleep(SUPERVISE_TICK);
-        let mut procs = lock(&children.procs);
-        if children.stopping.load(Ordering::SeqCst) {
+        let mut procs = children.procs();
+        if children.stopping() {
             return;
         }
         let now = Instant::now();
         let mut events = Vec::new();
         let mut restarted = false;
         for p in procs.iter_mut() {
-            if let Some(child) = p.child.as_mut() {
-                match child.try_wait() {
+            if p.child.is_some() {
+                match p.try_reap() {
                     Ok(None) => {}
                     Ok(Some(status)) => {
-                        p.child = None;
-                        procs::signal_group(p.pid, libc::SIGKILL);
-                        p.prior = p.prior.add(p.last);
-                        p.last = Sample::default();
                         if now.duration_since(p.started_at) >= RESTART_STABLE_AFTER {
                             p.backoff = RESTART_BACKOFF_MIN;
                         }
@@ -726,7 +614,7 @@ fn supervise(children: &Children) {
                             pid: p.pid,
                             status: status.to_string(),
                             log: p.spec.log.clone(),
-                            log_tail: procs::tail(&p.spec.log, LOG_TAIL_LINES),
+                            log_tail: p.log_tail(),
                             restart_in,
                         });
                     }
@@ -740,15 +628,11 @@ fn supervise(children: &Children) {
                         p.child = Some(child);
                         p.started_at = now;
                         p.restarts += 1;
-                        if let Some(groups) = lock(&children.cgroups).as_ref() {
-                            if groups.has(&p.spec.name) {
-                                if let Err(e) = groups.join(&p.spec.name, p.pid) {
-                                    tracing::warn!(
-                                        "restarted {} runs without its limits: {e}",
-                                        p.spec.name
-                                    );
-                                }
-                            }
+                        if let Err(e) = children.limit(&p.spec.name, p.pid) {
+                            tracing::warn!(
+                                "restarted {} runs without its limits: {e}",
+                                p.spec.name
+                            );
                         }
                         restarted = true;
                         events.push(Event::Restarted {
@@ -777,20 +661,10 @@ fn supervise(children: &Children) {
                     p.last = s;
                 }
             }
-            rejoin_groups(children, &procs);
+            children.rejoin_groups(&procs);
         }
         drop(procs);
-        if !events.is_empty() {
-            // Logged here, so that any program that embeds the launcher reports deaths
-            // without extra code; also kept for `Running::take_events`.
-            for e in &events {
-                tracing::warn!("{e}");
-            }
-            let mut kept = lock(&children.events);
-            kept.extend(events);
-            let excess = kept.len().saturating_sub(MAX_KEPT_EVENTS);
-            kept.drain(..excess);
-        }
+        children.report(events);
     }
 }
 

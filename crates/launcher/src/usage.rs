@@ -3,7 +3,7 @@
 //! cgroups, and the table printed when `payroute up` stops.
 
 use crate::cgroup::Cgroups;
-use crate::Proc;
+use crate::children::Proc;
 
 /// Resource use of one process.
 #[derive(Debug, Clone)]
