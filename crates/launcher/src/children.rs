@@ -5,13 +5,14 @@
 
 use crate::cgroup::Cgroups;
 use crate::procs::{self, Sample, Spec};
+use crate::supervise::RestartState;
 use crate::usage::usage_of;
-use crate::{Event, Restart, UsageDetail, RESTART_BACKOFF_MIN};
+use crate::{Event, Restart, UsageDetail};
 use std::io;
 use std::process::{Child, ExitStatus};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Lines of a child's log quoted in an error or an exit report.
 const LOG_TAIL_LINES: usize = 15;
@@ -26,10 +27,8 @@ pub(crate) struct Proc {
     pub(crate) child: Option<Child>,
     /// PID of the current (or last) process.
     pub(crate) pid: u32,
-    pub(crate) started_at: Instant,
-    pub(crate) restarts: u32,
-    pub(crate) backoff: Duration,
-    pub(crate) restart_at: Option<Instant>,
+    /// When it is to be started again, if ever.
+    pub(crate) restart: RestartState,
     /// Usage of earlier incarnations.
     pub(crate) prior: Sample,
     /// Latest sample of the current incarnation.
@@ -43,10 +42,7 @@ impl Proc {
             spec,
             pid: child.id(),
             child: Some(child),
-            started_at: Instant::now(),
-            restarts: 0,
-            backoff: RESTART_BACKOFF_MIN,
-            restart_at: None,
+            restart: RestartState::started(Instant::now()),
             prior: Sample::default(),
             last: Sample::default(),
         }

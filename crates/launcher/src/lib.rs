@@ -27,6 +27,7 @@ mod preflight;
 mod probe;
 mod procs;
 pub mod resources;
+mod supervise;
 mod usage;
 
 use anyhow::{bail, Context};
@@ -52,18 +53,7 @@ pub use usage::{usage_table, ProcessUsage, UsageDetail};
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// How often the readiness wait polls: short, as it bounds how soon `start` returns.
 const READY_POLL: Duration = Duration::from_millis(20);
-/// How often the supervisor looks for exited children.
-const SUPERVISE_TICK: Duration = Duration::from_millis(100);
-/// How often the supervisor samples `/proc` so that the usage of a process that dies is
-/// known up to this much before its death.
-const SAMPLE_EVERY: Duration = Duration::from_secs(1);
-/// First delay before restarting a role that exited, doubled at each consecutive
-/// failure up to [`RESTART_BACKOFF_MAX`]: a role that crashes at once must not spin.
-pub(crate) const RESTART_BACKOFF_MIN: Duration = Duration::from_millis(500);
-const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(10);
-/// A role that ran this long before exiting is considered to have been healthy, and its
-/// next restart starts again from the shortest backoff.
-const RESTART_STABLE_AFTER: Duration = Duration::from_secs(30);
+
 /// A started topology. Dropping it stops everything.
 #[derive(Debug)]
 pub struct Running {
@@ -224,7 +214,7 @@ const STOP_ORDER: [fn(&str) -> bool; 4] = [
 /// [`STOP_GRACE`], then a sweep of each group (forked workers). Returns failures.
 fn stop_batch(batch: &mut [&mut Proc]) -> Vec<String> {
     for p in batch.iter_mut() {
-        p.restart_at = None;
+        p.restart.cancel();
         if let Some(child) = p.child.as_mut() {
             if matches!(child.try_wait(), Ok(None)) {
                 procs::signal_group(p.pid, libc::SIGTERM);
@@ -494,13 +484,8 @@ pub fn start_with(config: &UpConfig, options: &StartOptions) -> anyhow::Result<R
     // moved into its cgroup: move the whole group.
     starter.rejoin_groups();
 
-    let supervisor_children = children.clone();
-    running.supervisor = Some(
-        std::thread::Builder::new()
-            .name("payroute-up-supervisor".into())
-            .spawn(move || supervise(&supervisor_children))
-            .context("cannot start the supervisor thread")?,
-    );
+    running.supervisor =
+        Some(supervise::spawn(children).context("cannot start the supervisor thread")?);
     Ok(running)
 }
 
@@ -579,93 +564,6 @@ fn indent(text: &str) -> String {
         .map(|l| format!("    {l}"))
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// The supervisor thread: reaps children that exit, reports them, restarts them per
-/// the policy, and samples their usage.
-fn supervise(children: &Children) {
-    let mut last_sample = Instant::now();
-    while !children.stopping() {
-        std::thread::sleep(SUPERVISE_TICK);
-        let mut procs = children.procs();
-        if children.stopping() {
-            return;
-        }
-        let now = Instant::now();
-        let mut events = Vec::new();
-        let mut restarted = false;
-        for p in procs.iter_mut() {
-            if p.child.is_some() {
-                match p.try_reap() {
-                    Ok(None) => {}
-                    Ok(Some(status)) => {
-                        if now.duration_since(p.started_at) >= RESTART_STABLE_AFTER {
-                            p.backoff = RESTART_BACKOFF_MIN;
-                        }
-                        let restart_in = (p.spec.restartable
-                            && children.restart == Restart::Always)
-                            .then_some(p.backoff);
-                        if let Some(delay) = restart_in {
-                            p.restart_at = Some(now + delay);
-                            p.backoff = (p.backoff * 2).min(RESTART_BACKOFF_MAX);
-                        }
-                        events.push(Event::Exited {
-                            name: p.spec.name.clone(),
-                            pid: p.pid,
-                            status: status.to_string(),
-                            log: p.spec.log.clone(),
-                            log_tail: p.log_tail(),
-                            restart_in,
-                        });
-                    }
-                    Err(e) => tracing::warn!("cannot check {} (pid {}): {e}", p.spec.name, p.pid),
-                }
-            } else if p.restart_at.is_some_and(|t| t <= now) {
-                p.restart_at = None;
-                match procs::spawn(&p.spec) {
-                    Ok(child) => {
-                        p.pid = child.id();
-                        p.child = Some(child);
-                        p.started_at = now;
-                        p.restarts += 1;
-                        if let Err(e) = children.limit(&p.spec.name, p.pid) {
-                            tracing::warn!(
-                                "restarted {} runs without its limits: {e}",
-                                p.spec.name
-                            );
-                        }
-                        restarted = true;
-                        events.push(Event::Restarted {
-                            name: p.spec.name.clone(),
-                            pid: p.pid,
-                            restarts: p.restarts,
-                        });
-                    }
-                    Err(e) => {
-                        let retry_in = p.backoff;
-                        p.restart_at = Some(now + retry_in);
-                        p.backoff = (p.backoff * 2).min(RESTART_BACKOFF_MAX);
-                        events.push(Event::RestartFailed {
-                            name: p.spec.name.clone(),
-                            error: e.to_string(),
-                            retry_in,
-                        });
-                    }
-                }
-            }
-        }
-        if now.duration_since(last_sample) >= SAMPLE_EVERY || restarted {
-            last_sample = now;
-            for p in procs.iter_mut() {
-                if let Some(s) = p.sample_now() {
-                    p.last = s;
-                }
-            }
-            children.rejoin_groups(&procs);
-        }
-        drop(procs);
-        children.report(events);
-    }
 }
 
 /// Entry point of `payroute up`: starts everything, prints what runs where, reports

@@ -43,7 +43,7 @@ pub(crate) fn usage_of(p: &Proc, cgroups: Option<&Cgroups>) -> UsageDetail {
             limits_enforced: group.is_some(),
         },
         cgroup_peak_bytes: group.and_then(|g| g.memory_peak_bytes(&p.spec.name)),
-        restarts: p.restarts,
+        restarts: p.restart.restarts(),
     }
 }
 
