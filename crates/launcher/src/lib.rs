@@ -27,6 +27,7 @@ mod preflight;
 mod probe;
 mod procs;
 pub mod resources;
+mod stop;
 mod supervise;
 mod usage;
 
@@ -48,9 +49,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 pub use usage::{usage_table, ProcessUsage, UsageDetail};
 
-/// Time a child gets between SIGTERM and SIGKILL. The worker uses it to finish its
-/// in-flight forwards and flush its log; more would make Ctrl-C feel stuck.
-const STOP_GRACE: Duration = Duration::from_secs(5);
 /// How often the readiness wait polls: short, as it bounds how soon `start` returns.
 const READY_POLL: Duration = Duration::from_millis(20);
 
@@ -174,12 +172,7 @@ impl Running {
         let mut procs = self.children.procs();
         // Final usage, read while the processes still exist.
         let usage = self.children.usage(&procs);
-        let mut failures = Vec::new();
-        for stage in STOP_ORDER {
-            let mut batch: Vec<&mut Proc> =
-                procs.iter_mut().filter(|p| stage(&p.spec.name)).collect();
-            failures.extend(stop_batch(&mut batch));
-        }
+        let failures = stop::stop_all(&mut procs);
         drop(procs);
         self.children.remove_cgroups();
         release_run_dir(&self.run_dir);
@@ -197,64 +190,6 @@ impl Drop for Running {
             tracing::error!("payroute up: {e:#}");
         }
     }
-}
-
-/// The order in which roles stop: the entry point first, so that no request arrives at
-/// an api that is going away; the worker after the api instances, so that everything
-/// they accepted is handed over; the processors last, so the worker can finish its
-/// in-flight forwards.
-const STOP_ORDER: [fn(&str) -> bool; 4] = [
-    |n| n == "lb",
-    |n| n.starts_with("api"),
-    |n| n == "worker",
-    |n| n.starts_with("processor"),
-];
-
-/// SIGTERM to every process group of the batch, SIGKILL to those still there after
-/// [`STOP_GRACE`], then a sweep of each group (forked workers). Returns failures.
-fn stop_batch(batch: &mut [&mut Proc]) -> Vec<String> {
-    for p in batch.iter_mut() {
-        p.restart.cancel();
-        if let Some(child) = p.child.as_mut() {
-            if matches!(child.try_wait(), Ok(None)) {
-                procs::signal_group(p.pid, libc::SIGTERM);
-            }
-        }
-    }
-    let deadline = Instant::now() + STOP_GRACE;
-    let mut failures = Vec::new();
-    for p in batch.iter_mut() {
-        let Some(mut child) = p.child.take() else {
-            continue;
-        };
-        loop {
-            match child.try_wait() {
-                Ok(Some(_)) => break,
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(10))
-                }
-                Ok(None) => {
-                    tracing::warn!(
-                        "{} (pid {}) ignored SIGTERM for {STOP_GRACE:?}; killing it",
-                        p.spec.name,
-                        p.pid
-                    );
-                    procs::signal_group(p.pid, libc::SIGKILL);
-                    if let Err(e) = child.wait() {
-                        failures.push(format!("{} (pid {}): {e}", p.spec.name, p.pid));
-                    }
-                    break;
-                }
-                Err(e) => {
-                    failures.push(format!("{} (pid {}): {e}", p.spec.name, p.pid));
-                    break;
-                }
-            }
-        }
-        // Whatever the leader forked and left behind.
-        procs::signal_group(p.pid, libc::SIGKILL);
-    }
-    failures
 }
 
 /// Starts the topology on 127.0.0.1 (see [`StartOptions`]) and waits until the load
@@ -655,19 +590,5 @@ mod tests {
         // Stopped and released: the run directory is free for the next start.
         assert!(!dir.join(RUN_DIR_PIDFILE).exists());
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn stop_order_covers_every_role() {
-        for name in [
-            "lb",
-            "api1",
-            "api2",
-            "worker",
-            "processor-default",
-            "processor-fallback",
-        ] {
-            assert_eq!(STOP_ORDER.iter().filter(|s| s(name)).count(), 1, "{name}");
-        }
     }
 }
