@@ -3,7 +3,7 @@
 //! cgroups, the stop flag and the restart policy, shared by [`crate::Running`], the
 //! start and the supervisor thread.
 
-use crate::cgroup::Cgroups;
+use crate::cgroup::{CgroupError, Cgroups};
 use crate::procs::{self, Sample, Spec};
 use crate::supervise::RestartState;
 use crate::usage::usage_of;
@@ -130,7 +130,7 @@ impl Children {
 
     /// Moves `pid` into the cgroups of role `name`, when limits are in force and the
     /// role has some; otherwise does nothing.
-    pub(crate) fn limit(&self, name: &str, pid: u32) -> Result<(), String> {
+    pub(crate) fn limit(&self, name: &str, pid: u32) -> Result<(), CgroupError> {
         match lock(&self.cgroups).as_ref() {
             Some(groups) if groups.has(name) => groups.join(name, pid),
             _ => Ok(()),

@@ -47,7 +47,7 @@ pub(crate) fn cgroups_for(limits: Limits, lb: Lb) -> (Option<Cgroups>, LimitsSta
                     }
                     (Some(g), LimitsStatus::Enforced(how))
                 }
-                Err(why) => (None, LimitsStatus::NotEnforced(why)),
+                Err(why) => (None, LimitsStatus::NotEnforced(why.to_string())),
             }
         }
     }

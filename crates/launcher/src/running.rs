@@ -137,6 +137,7 @@ impl Running {
         if failures.is_empty() {
             Ok(usage)
         } else {
+            let failures: Vec<String> = failures.iter().map(ToString::to_string).collect();
             bail!("could not stop: {}", failures.join("; "))
         }
     }

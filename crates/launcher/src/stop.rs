@@ -3,14 +3,40 @@
 
 use crate::children::Proc;
 use crate::procs;
+use std::fmt;
+use std::io;
 use std::time::{Duration, Instant};
 
 /// Time a child gets between SIGTERM and SIGKILL. The worker uses it to finish its
 /// in-flight forwards and flush its log; more would make Ctrl-C feel stuck.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
+/// A child that could not be waited for: it may still run.
+#[derive(Debug)]
+pub(crate) struct StopFailure {
+    name: String,
+    pid: u32,
+    error: io::Error,
+}
+
+impl StopFailure {
+    fn of(p: &Proc, error: io::Error) -> StopFailure {
+        StopFailure {
+            name: p.spec.name.clone(),
+            pid: p.pid,
+            error,
+        }
+    }
+}
+
+impl fmt::Display for StopFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (pid {}): {}", self.name, self.pid, self.error)
+    }
+}
+
 /// Stops every role of `procs`, stage by stage in [`STOP_ORDER`]. Returns failures.
-pub(crate) fn stop_all(procs: &mut [Proc]) -> Vec<String> {
+pub(crate) fn stop_all(procs: &mut [Proc]) -> Vec<StopFailure> {
     let mut failures = Vec::new();
     for stage in STOP_ORDER {
         let mut batch: Vec<&mut Proc> = procs.iter_mut().filter(|p| stage(&p.spec.name)).collect();
@@ -32,7 +58,7 @@ const STOP_ORDER: [fn(&str) -> bool; 4] = [
 
 /// SIGTERM to every process group of the batch, SIGKILL to those still there after
 /// [`STOP_GRACE`], then a sweep of each group (forked workers). Returns failures.
-fn stop_batch(batch: &mut [&mut Proc]) -> Vec<String> {
+fn stop_batch(batch: &mut [&mut Proc]) -> Vec<StopFailure> {
     for p in batch.iter_mut() {
         p.restart.cancel();
         if let Some(child) = p.child.as_mut() {
@@ -61,12 +87,12 @@ fn stop_batch(batch: &mut [&mut Proc]) -> Vec<String> {
                     );
                     procs::signal_group(p.pid, libc::SIGKILL);
                     if let Err(e) = child.wait() {
-                        failures.push(format!("{} (pid {}): {e}", p.spec.name, p.pid));
+                        failures.push(StopFailure::of(p, e));
                     }
                     break;
                 }
                 Err(e) => {
-                    failures.push(format!("{} (pid {}): {e}", p.spec.name, p.pid));
+                    failures.push(StopFailure::of(p, e));
                     break;
                 }
             }
