@@ -90,9 +90,7 @@ pub(crate) fn ensure_port_free(addr: SocketAddr, flag: &str) -> anyhow::Result<(
 /// the cause is far from obvious.
 pub(crate) fn check_reachable_by_nginx_workers(run_dir: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let root = std::fs::metadata("/proc/self")
-        .map(|m| m.uid() == 0)
-        .unwrap_or(false);
+    let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
     if !root {
         // The workers run as the launcher's own user.
         return Ok(());
