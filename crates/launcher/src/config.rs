@@ -1,5 +1,5 @@
-//! What [`start`](fn@crate::start) runs ([`UpConfig`]) and how ([`StartOptions`]), and how
-//! the flags of `payroute up` become both.
+//! What [`start`](fn@crate::start) runs ([`UpConfig`]) and how ([`StartOptions`]), the
+//! defaults of both (`defaults`), and how the flags of `payroute up` become them.
 
 use crate::{Args, Lb, Limits, Restart};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

@@ -2,19 +2,35 @@
 //! load balancer on one port → two api instances → worker → two processors.
 //!
 //! Contract used by `payroute bench` and the tests (keep these names and meanings):
-//! - [`UpConfig`]: what to start; [`start`] starts it and waits until the port answers
-//!   `GET /health` with 200.
+//! - [`UpConfig`]: what to start; [`start`](fn@start) starts it and waits until the
+//!   port answers `GET /health` with 200.
 //! - [`Running::backend_url`], [`Running::default_url`], [`Running::fallback_url`].
 //! - [`Running::usage`]: CPU seconds, peak RSS and throttled time of each process so far.
 //! - [`Running::stop`]: stops every process it started (by PID), returns final usage.
 //!   Dropping a [`Running`] stops everything too, so a panicking test leaves nothing.
 //!
-//! [`start`] installs no signal handler and touches no global state but the children
-//! and (with [`Limits::Rinha`]) their cgroups; only [`run`], the CLI, handles Ctrl-C and
-//! SIGTERM. A background thread supervises the children: a role that exits is reported
-//! as an [`Event`] and, under [`Restart::Always`], restarted with an exponential backoff
-//! (emulated processors are reported, never restarted: a restarted emulator would have
-//! empty books and silently disagree with payroute's summary).
+//! [`start`](fn@start) installs no signal handler and touches no global state but the
+//! children and (with [`Limits::Rinha`]) their cgroups; only [`run`], the CLI, handles
+//! Ctrl-C and SIGTERM. A background thread supervises the children: a role that exits is
+//! reported as an [`Event`] and, under [`Restart::Always`], restarted with an
+//! exponential backoff (emulated processors are reported, never restarted: a restarted
+//! emulator would have empty books and silently disagree with payroute's summary).
+//!
+//! Where things are, in the order a start goes:
+//! - `cli`: the flags ([`Args`]) and what they choose ([`Lb`], [`Limits`], [`Restart`]).
+//! - `config`: [`UpConfig`], [`StartOptions`], and `config::defaults`, the one source of
+//!   every default of both.
+//! - `preflight`: the run directory, the ports and nginx's reach, checked first.
+//! - `limits`: what `--limits` becomes ([`LimitsStatus`], cgroups), from `resources`
+//!   (the CPU and memory split, shared with the compose file) and `cgroup` (cgroup v1).
+//! - `start`: [`start`](fn@start) and [`start_with`], one function per role, using
+//!   `procs` (spawn, signal, `/proc`), `probe` (readiness) and `lbconf` (the nginx and
+//!   haproxy configs, made from the compose deployment's).
+//! - `children`: the table of children that the handle and the supervisor share.
+//! - `supervise`: the supervisor thread and each role's restart backoff; `events`: what
+//!   it reports ([`Event`]).
+//! - `running`: the handle ([`Running`]); `stop`: the order and signals of the stop;
+//!   `usage`: what each process used ([`ProcessUsage`], [`usage_table`]).
 
 mod cgroup;
 mod children;
@@ -43,6 +59,10 @@ pub use start::{start, start_with};
 use std::time::Duration;
 pub use usage::{usage_table, ProcessUsage, UsageDetail};
 
+/// How often [`run`] empties the events the supervisor keeps: it has logged them
+/// already, so they are only dropped, before they pile up.
+const DROP_EVENTS_EVERY: Duration = Duration::from_secs(5);
+
 /// Entry point of `payroute up`: starts everything, prints what runs where, reports
 /// child exits and restarts, and stops everything on Ctrl-C or SIGTERM.
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -63,7 +83,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let running = start_with(&config, &options)?;
         println!("{}", running.describe());
         println!("Ctrl-C stops everything.");
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        let mut tick = tokio::time::interval(DROP_EVENTS_EVERY);
         let why = loop {
             tokio::select! {
                 _ = interrupt.recv() => break "SIGINT",
