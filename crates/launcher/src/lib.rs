@@ -47,6 +47,8 @@ mod running;
 mod start;
 mod stop;
 mod supervise;
+#[cfg(test)]
+mod tidy;
 mod usage;
 
 use anyhow::Context;
