@@ -15,6 +15,7 @@
 //! launcher goes on without limits.
 
 use crate::resources::ServiceLimit;
+use std::fmt;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -36,6 +37,62 @@ const RMDIR_PAUSE: Duration = Duration::from_millis(25);
 /// in parallel threads).
 static SEQUENCE: AtomicU32 = AtomicU32::new(0);
 
+/// Why limits cannot be enforced here, or a process could not be moved into its group.
+/// Each says it in words for the operator.
+#[derive(Debug)]
+pub(crate) enum CgroupError {
+    /// `/proc/self/cgroup` could not be read.
+    ReadOwnGroups(io::Error),
+    /// The machine has cgroup v2 only.
+    V2Only,
+    /// No cgroup v1 hierarchy has this controller.
+    NoController(&'static str),
+    /// The hierarchy of this controller is not mounted where expected.
+    NotMounted(&'static str),
+    /// A group's directory could not be made.
+    CreateDir { dir: PathBuf, source: io::Error },
+    /// A control file could not be written.
+    Write {
+        path: PathBuf,
+        value: String,
+        source: io::Error,
+    },
+}
+
+impl fmt::Display for CgroupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CgroupError::ReadOwnGroups(e) => write!(f, "cannot read /proc/self/cgroup: {e}"),
+            CgroupError::V2Only => write!(
+                f,
+                "this machine has cgroup v2 only; payroute up applies limits with cgroup v1's \
+                 cpu and memory controllers"
+            ),
+            CgroupError::NoController(controller) => write!(
+                f,
+                "no cgroup v1 `{controller}` controller in /proc/self/cgroup"
+            ),
+            CgroupError::NotMounted(controller) => write!(
+                f,
+                "the cgroup v1 `{controller}` hierarchy is not mounted under {CGROUP_ROOT}"
+            ),
+            CgroupError::CreateDir { dir, source } => write!(
+                f,
+                "cannot create {}: {source} (needs root and a writable cgroup v1 hierarchy)",
+                dir.display()
+            ),
+            CgroupError::Write {
+                path,
+                value,
+                source,
+            } => write!(f, "cannot write {value} to {}: {source}", path.display()),
+        }
+    }
+}
+
+/// The cause is part of the message (the operator reads one line), so no `source`.
+impl std::error::Error for CgroupError {}
+
 /// The cgroups of one started topology.
 #[derive(Debug)]
 pub(crate) struct Cgroups {
@@ -47,9 +104,9 @@ pub(crate) struct Cgroups {
 }
 
 impl Cgroups {
-    /// Creates one cpu and one memory group per service with its limits. `Err` carries
-    /// the reason limits cannot be enforced, for the operator.
-    pub(crate) fn create(limits: &[&'static ServiceLimit]) -> Result<Cgroups, String> {
+    /// Creates one cpu and one memory group per service with its limits. `Err` says why
+    /// limits cannot be enforced, for the operator.
+    pub(crate) fn create(limits: &[&'static ServiceLimit]) -> Result<Cgroups, CgroupError> {
         let cpu_dir = own_group_dir("cpu", "cpu.cfs_quota_us")?;
         let memory_dir = own_group_dir("memory", "memory.limit_in_bytes")?;
         let tag = format!(
@@ -71,15 +128,13 @@ impl Cgroups {
         Ok(groups)
     }
 
-    fn add(&mut self, limit: &'static ServiceLimit) -> Result<(), String> {
+    fn add(&mut self, limit: &'static ServiceLimit) -> Result<(), CgroupError> {
         let cpu = self.cpu_base.join(limit.service);
         let mem = self.memory_base.join(limit.service);
         for dir in [&cpu, &mem] {
-            fs::create_dir_all(dir).map_err(|e| {
-                format!(
-                    "cannot create {}: {e} (needs root and a writable cgroup v1 hierarchy)",
-                    dir.display()
-                )
+            fs::create_dir_all(dir).map_err(|source| CgroupError::CreateDir {
+                dir: dir.clone(),
+                source,
             })?;
         }
         self.services.push(limit.service);
@@ -94,7 +149,7 @@ impl Cgroups {
     }
 
     /// Moves `pid` (all its threads) into the groups of `service`.
-    pub(crate) fn join(&self, service: &str, pid: u32) -> Result<(), String> {
+    pub(crate) fn join(&self, service: &str, pid: u32) -> Result<(), CgroupError> {
         for base in [&self.cpu_base, &self.memory_base] {
             write(&base.join(service).join("cgroup.procs"), &pid.to_string())?;
         }
@@ -162,8 +217,12 @@ impl Drop for Cgroups {
     }
 }
 
-fn write(path: &Path, value: &str) -> Result<(), String> {
-    fs::write(path, value).map_err(|e| format!("cannot write {value} to {}: {e}", path.display()))
+fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
+    fs::write(path, value).map_err(|source| CgroupError::Write {
+        path: path.to_path_buf(),
+        value: value.to_string(),
+        source,
+    })
 }
 
 fn rmdir_retrying(dir: &Path) {
@@ -181,17 +240,14 @@ fn rmdir_retrying(dir: &Path) {
 
 /// The directory of the launcher's own group in the v1 hierarchy of `controller`,
 /// checked to hold `probe_file` (so it really is that controller's hierarchy).
-fn own_group_dir(controller: &str, probe_file: &str) -> Result<PathBuf, String> {
+fn own_group_dir(controller: &'static str, probe_file: &str) -> Result<PathBuf, CgroupError> {
     let root = Path::new(CGROUP_ROOT);
-    let own = fs::read_to_string("/proc/self/cgroup")
-        .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
+    let own = fs::read_to_string("/proc/self/cgroup").map_err(CgroupError::ReadOwnGroups)?;
     let Some((names, path)) = own_group(&own, controller) else {
         return Err(if root.join("cgroup.controllers").exists() {
-            "this machine has cgroup v2 only; payroute up applies limits with cgroup v1's \
-             cpu and memory controllers"
-                .to_string()
+            CgroupError::V2Only
         } else {
-            format!("no cgroup v1 `{controller}` controller in /proc/self/cgroup")
+            CgroupError::NoController(controller)
         });
     };
     // The hierarchy is mounted under its controller list ("cpu,cpuacct"), usually with
@@ -199,9 +255,7 @@ fn own_group_dir(controller: &str, probe_file: &str) -> Result<PathBuf, String> 
     let mount = [root.join(names), root.join(controller)]
         .into_iter()
         .find(|m| m.join(probe_file).exists())
-        .ok_or_else(|| {
-            format!("the cgroup v1 `{controller}` hierarchy is not mounted under {CGROUP_ROOT}")
-        })?;
+        .ok_or(CgroupError::NotMounted(controller))?;
     Ok(mount.join(path.trim_start_matches('/')))
 }
 
@@ -254,7 +308,8 @@ mod tests {
                 groups.remove();
                 assert!(!cpu.exists() && !memory.exists());
             }
-            Err(reason) => {
+            Err(e) => {
+                let reason = e.to_string();
                 eprintln!("cgroups not available here: {reason}");
                 assert!(!reason.is_empty());
             }

@@ -1,6 +1,7 @@
 //! Readiness probes: one `GET` over a fresh TCP or Unix connection, blocking, with a
 //! short timeout. Deliberately minimal (the launcher only needs a status code) and
-//! synchronous, so [`crate::start`] can be called from any program, async or not.
+//! synchronous, so [`start`](fn@crate::start) can be called from any program, async or
+//! not.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -158,16 +158,19 @@ pub(crate) fn group_members(pgid: u32) -> Vec<u32> {
     };
     entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| {
-                    let f = stat_fields(&s)?;
-                    Some(f.first()? != &"Z" && f.get(2)?.parse::<u32>().ok()? == pgid)
-                })
-                .unwrap_or(false)
-        })
+        .filter(|&pid| is_live_member(pid, pgid))
         .collect()
+}
+
+/// Whether process `pid` exists, is not a zombie, and is in process group `pgid`.
+fn is_live_member(pid: u32, pgid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let Some(f) = stat_fields(&stat) else {
+        return false;
+    };
+    f.first() != Some(&"Z") && f.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgid)
 }
 
 /// The fields of `/proc/PID/stat` after the command name (which may contain spaces and
@@ -205,8 +208,7 @@ pub(crate) fn find_program(name: &str) -> Option<PathBuf> {
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     path.metadata()
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 #[cfg(test)]
