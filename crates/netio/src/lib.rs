@@ -299,6 +299,36 @@ pub async fn stop_on_signal(token: CancellationToken) {
     token.cancel();
 }
 
+/// A setting that cannot work, found at start: the role refuses to run and says which
+/// flag (or its environment variable) is at fault. `payroute` exits with code 2 for
+/// it, as for any other command-line error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingError {
+    /// The flag, without its dashes (`max-in-flight`).
+    pub setting: &'static str,
+    pub problem: String,
+}
+
+impl SettingError {
+    pub fn new(setting: &'static str, problem: impl Into<String>) -> SettingError {
+        SettingError {
+            setting,
+            problem: problem.into(),
+        }
+    }
+}
+
+impl fmt::Display for SettingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid setting --{}: {}", self.setting, self.problem)
+    }
+}
+
+impl std::error::Error for SettingError {}
+
+/// Exit code of a process that refused its settings (clap uses 2 for usage errors).
+pub const EXIT_BAD_SETTING: u8 = 2;
+
 /// Why a request body was not read.
 #[derive(Debug)]
 pub enum BodyError {

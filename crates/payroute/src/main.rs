@@ -56,7 +56,12 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("payroute: {e:#}");
-            std::process::ExitCode::FAILURE
+            // A setting that cannot work is a usage error, like clap's own: exit 2.
+            if e.chain().any(|c| c.is::<netio::SettingError>()) {
+                std::process::ExitCode::from(netio::EXIT_BAD_SETTING)
+            } else {
+                std::process::ExitCode::FAILURE
+            }
         }
     }
 }
