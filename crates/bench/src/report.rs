@@ -945,3 +945,6 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod snapshot_tests;
