@@ -9,7 +9,8 @@
 //! - [`js`], [`score`]: `handleSummary`'s arithmetic to the last digit, and the result
 //!   file with the official keys.
 //! - [`checker`]: the consistency checker's arithmetic.
-//! - [`http`], [`recorder`]: k6's way of sending and timing requests.
+//! - [`http`], [`recorder`]: k6's way of sending and timing requests (`http` records
+//!   each request's [`recorder::Sample`] into the recorder).
 //! - [`runner`]: one run (setup, VUs, checker, stages, teardown).
 //! - [`topology`]: starting and stopping what the bench runs against.
 //! - [`report`], [`progress`]: what the user sees.
