@@ -134,14 +134,34 @@ pub struct RunData {
     pub end_audit: Option<BackendSummary>,
 }
 
-type Shared<T> = Arc<Mutex<Vec<T>>>;
+/// A list that the test's concurrent tasks append to, taken whole once they are done.
+struct Collector<T>(Arc<Mutex<Vec<T>>>);
 
-fn push<T>(v: &Shared<T>, x: T) {
-    v.lock().unwrap_or_else(|e| e.into_inner()).push(x);
+impl<T> Clone for Collector<T> {
+    fn clone(&self) -> Self {
+        Collector(self.0.clone())
+    }
 }
 
-fn take<T>(v: &Shared<T>) -> Vec<T> {
-    std::mem::take(&mut *v.lock().unwrap_or_else(|e| e.into_inner()))
+impl<T> Default for Collector<T> {
+    fn default() -> Self {
+        Collector(Arc::default())
+    }
+}
+
+impl<T> Collector<T> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<T>> {
+        // A poisoned lock only means a task panicked mid-push; the list is still whole.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn push(&self, x: T) {
+        self.lock().push(x);
+    }
+
+    fn take(&self) -> Vec<T> {
+        std::mem::take(&mut *self.lock())
+    }
 }
 
 /// Runs the test once. `topology`, when the bench started the processes, is sampled
@@ -174,10 +194,10 @@ pub async fn run_once(
     rec.start(t0);
     let end = t0 + s.plan.duration;
     let inconsistent = Arc::new(AtomicU64::new(0));
-    let checks: Shared<Check> = Arc::default();
-    let stages: Shared<StageRun> = Arc::default();
-    let health: Shared<HealthSample> = Arc::default();
-    let usage_samples: Shared<UsageSample> = Arc::default();
+    let checks: Collector<Check> = Collector::default();
+    let stages: Collector<StageRun> = Collector::default();
+    let health: Collector<HealthSample> = Collector::default();
+    let usage_samples: Collector<UsageSample> = Collector::default();
 
     let samplers = CancellationToken::new();
     let mut background = JoinSet::new();
@@ -252,7 +272,7 @@ pub async fn run_once(
         p(0.99),
         sorted.last().copied().unwrap_or(0.0),
     ];
-    let checks = take(&checks);
+    let checks = checks.take();
     let inputs = Inputs {
         scenario: s.plan.scenario,
         participant: s.participant.clone(),
@@ -268,7 +288,7 @@ pub async fn run_once(
     };
     let score = score::compute(&inputs);
     let results = OfficialResults::new(&inputs, &score);
-    let mut stages = take(&stages);
+    let mut stages = stages.take();
     stages.sort_by(|a, b| a.t.total_cmp(&b.t));
     Ok(RunData {
         plan: s.plan.clone(),
@@ -279,8 +299,8 @@ pub async fn run_once(
         seconds: rec.seconds(),
         checks,
         stages,
-        health: take(&health),
-        usage_samples: take(&usage_samples),
+        health: health.take(),
+        usage_samples: usage_samples.take(),
         usage_at_start,
         requests: rec.requests.load(Ordering::Relaxed),
         p99_sample_size: sorted.len(),
@@ -397,7 +417,7 @@ async fn checker(
     s: RunSettings,
     end: Instant,
     rec: Arc<Recorder>,
-    checks: Shared<Check>,
+    checks: Collector<Check>,
     inconsistent: Arc<AtomicU64>,
     t0: Instant,
 ) -> anyhow::Result<()> {
@@ -427,19 +447,16 @@ async fn checker(
         let backend = parse_backend_summary(rb.status, &rb.body);
         let n = inconsistencies(arithmetic, &backend, &default, &fallback);
         inconsistent.fetch_add(n as u64, Ordering::Relaxed);
-        push(
-            &checks,
-            Check {
-                t,
-                from,
-                to,
-                backend,
-                default,
-                fallback,
-                statuses: [rd.status, rf.status, rb.status],
-                inconsistencies: n,
-            },
-        );
+        checks.push(Check {
+            t,
+            from,
+            to,
+            backend,
+            default,
+            fallback,
+            statuses: [rd.status, rf.status, rb.status],
+            inconsistencies: n,
+        });
         tokio::time::sleep(s.plan.check_period).await;
     }
     Ok(())
@@ -451,7 +468,7 @@ async fn stage(
     ps: PlannedStage,
     t0: Instant,
     rec: Arc<Recorder>,
-    log: Shared<StageRun>,
+    log: Collector<StageRun>,
 ) -> anyhow::Result<()> {
     tokio::time::sleep_until((t0 + ps.at).into()).await;
     let t = t0.elapsed().as_secs_f64();
@@ -499,14 +516,11 @@ async fn stage(
         )
         .await;
     let statuses = [r1.status, r2.status, r3.status, r4.status];
-    push(
-        &log,
-        StageRun {
-            planned: ps,
-            t,
-            statuses,
-        },
-    );
+    log.push(StageRun {
+        planned: ps,
+        t,
+        statuses,
+    });
     if let Some(bad) = statuses.iter().find(|&&st| st != 200) {
         bail!(
             "stage at {:.1}s: a processor answered HTTP {bad} to a delay/failure change (the official test aborts here)",
@@ -593,7 +607,7 @@ async fn probe_health(backend: &Arc<Target>) -> bool {
 async fn sample_health(
     backend: Arc<Target>,
     t0: Instant,
-    out: Shared<HealthSample>,
+    out: Collector<HealthSample>,
     stop: CancellationToken,
 ) {
     let mut c = Conn::new(backend, None, HEALTH_TIMEOUT);
@@ -612,7 +626,7 @@ async fn sample_health(
             .then(|| parse_health(t, &r.body))
             .flatten()
         {
-            push(&out, h);
+            out.push(h);
         }
     }
 }
@@ -620,7 +634,7 @@ async fn sample_health(
 async fn sample_usage(
     topo: Arc<Topology>,
     t0: Instant,
-    out: Shared<UsageSample>,
+    out: Collector<UsageSample>,
     stop: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(SAMPLE_PERIOD);
@@ -633,13 +647,10 @@ async fn sample_usage(
         let t = t0.elapsed().as_secs_f64();
         let topo = topo.clone();
         if let Ok(u) = tokio::task::spawn_blocking(move || topo.usage()).await {
-            push(
-                &out,
-                UsageSample {
-                    t,
-                    cpu_seconds: u.into_iter().map(|p| (p.name, p.cpu_seconds)).collect(),
-                },
-            );
+            out.push(UsageSample {
+                t,
+                cpu_seconds: u.into_iter().map(|p| (p.name, p.cpu_seconds)).collect(),
+            });
         }
     }
 }
