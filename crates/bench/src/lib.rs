@@ -5,6 +5,7 @@
 //! backend given by URL.
 //!
 //! Code map:
+//! - [`args`]: the flags and their defaults.
 //! - [`scenario`]: the two tests as data (stages, ramp, windows), scaled by `--duration`.
 //! - [`js`], [`score`]: `handleSummary`'s arithmetic to the last digit, and the result
 //!   file with the official keys.
@@ -19,6 +20,7 @@
 //! unit-tested against published figures; only `runner`, `http` and `topology` touch
 //! sockets, processes and clocks.
 
+pub mod args;
 pub mod checker;
 pub mod http;
 pub mod js;
@@ -30,123 +32,17 @@ pub mod scenario;
 pub mod score;
 pub mod topology;
 
+pub use args::Args;
+
 use anyhow::{bail, Context};
-use launcher::{Lb, Limits};
 use report::RunOutput;
 use runner::RunSettings;
-use scenario::{Plan, Scenario};
-use std::path::{Path, PathBuf};
+use scenario::Plan;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use topology::{Topology, TopologyConfig};
-
-/// Flags of `payroute bench`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct Args {
-    /// Which official test: `preview` (rinha.js: 60 s, 550 VUs, 19.90, score from the
-    /// backend's summary) or `final` (rinha-final.js: 300 s, 603 VUs, 20.05, score from
-    /// the processors' books).
-    #[arg(
-        long,
-        value_enum,
-        default_value = "final",
-        env = "PAYROUTE_BENCH_SCENARIO"
-    )]
-    pub scenario: Scenario,
-
-    /// MAX_REQUESTS: virtual users at the end of the linear ramp from 1
-    /// [default: 550 for preview, 603 for final].
-    #[arg(long, env = "PAYROUTE_BENCH_MAX_REQUESTS")]
-    pub max_requests: Option<u32>,
-
-    /// Length of the test in seconds, for quick runs: stage times scale in proportion,
-    /// the ramp spans it, the checker period scales too (kept within 1-10 s); the
-    /// teardown window stays the official one [default: 60 for preview, 300 for final].
-    #[arg(long, env = "PAYROUTE_BENCH_DURATION")]
-    pub duration: Option<f64>,
-
-    /// Backend to test, as http://HOST:PORT. Without it the bench starts payroute's
-    /// whole topology exactly as `payroute up` does, under the challenge's limits.
-    #[arg(long, env = "PAYROUTE_BENCH_BACKEND")]
-    pub backend: Option<String>,
-
-    /// Default payment processor URL (with --fallback). Without both, the bench starts
-    /// two emulators with the scenario's fees (preview 5%/15%, final 7%/10%).
-    #[arg(long, requires = "fallback", env = "PAYROUTE_BENCH_DEFAULT")]
-    pub default: Option<String>,
-
-    /// Fallback payment processor URL (with --default).
-    #[arg(long, requires = "default", env = "PAYROUTE_BENCH_FALLBACK")]
-    pub fallback: Option<String>,
-
-    /// Admin token set on both processors in setup (authenticated with their initial
-    /// token, 123), then used by every admin call. The published runs used a fresh UUID.
-    #[arg(long, default_value = runner::INITIAL_TOKEN, env = "PAYROUTE_BENCH_TOKEN")]
-    pub token: String,
-
-    /// Directory for the result file, report.html and bench.json (run-K/ subdirectories
-    /// with --runs).
-    #[arg(long, default_value = "bench-out", env = "PAYROUTE_BENCH_OUT")]
-    pub out: PathBuf,
-
-    /// Repeat the whole test this many times (fresh processes and setup each time) and
-    /// report the min / median / max of every figure.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
-    pub runs: u32,
-
-    /// `participante` in the result file [default: payroute when the bench starts it,
-    /// anonymous otherwise, as the scripts].
-    #[arg(long, env = "PAYROUTE_BENCH_PARTICIPANT")]
-    pub participant: Option<String>,
-
-    /// Port of the payroute the bench starts (0: any free port).
-    #[arg(long, default_value_t = 9999, env = "PAYROUTE_BENCH_PORT")]
-    pub port: u16,
-
-    /// Ports of the emulators the bench starts, DEFAULT,FALLBACK (0: any free port).
-    #[arg(long, default_value = "8001,8002", value_parser = parse_ports, env = "PAYROUTE_BENCH_EMULATOR_PORTS")]
-    pub emulator_ports: (u16, u16),
-
-    /// Load balancer of the payroute the bench starts (as `payroute up --lb`).
-    #[arg(
-        long,
-        value_enum,
-        default_value = "embedded",
-        env = "PAYROUTE_BENCH_LB"
-    )]
-    pub lb: Lb,
-
-    /// Resource limits of the payroute the bench starts: `rinha` (1.5 CPU and 350 MB
-    /// in all, split as in the compose file, with cgroups) or `off`.
-    #[arg(
-        long,
-        value_enum,
-        default_value = "rinha",
-        env = "PAYROUTE_BENCH_LIMITS"
-    )]
-    pub limits: Limits,
-
-    /// Do not sample the backend's /health for the report (never counted in the p99).
-    #[arg(long)]
-    pub no_health: bool,
-
-    /// No progress display (the summary is still printed).
-    #[arg(long)]
-    pub no_progress: bool,
-}
-
-fn parse_ports(s: &str) -> Result<(u16, u16), String> {
-    let (a, b) = s
-        .split_once(',')
-        .ok_or_else(|| format!("`{s}`: expected DEFAULT,FALLBACK, as in 8001,8002"))?;
-    let p = |x: &str| {
-        x.trim()
-            .parse::<u16>()
-            .map_err(|_| format!("`{x}` is not a port"))
-    };
-    Ok((p(a)?, p(b)?))
-}
 
 /// Threads of the bench's runtime. Two, not one per core: the bench shares the machine
 /// with the system under test, and ~600 requests per second need little; one thread
@@ -248,7 +144,7 @@ async fn one_run(
         fallback: args.fallback.clone(),
         fees: args.scenario.fees(),
         port: args.port,
-        emulator_ports: args.emulator_ports,
+        emulator_ports: args.emulator_ports.into(),
         lb: args.lb,
         limits: args.limits,
         run_dir: dir.join("processes"),
@@ -421,12 +317,5 @@ mod tests {
         assert_eq!(v["figures"]["score"]["median"], 20.0);
         assert_eq!(v["figures"]["p99"]["max"], 3.0);
         assert_eq!(v["figures"]["p99"]["median"], 2.0);
-    }
-
-    #[test]
-    fn parses_port_pairs() {
-        assert_eq!(parse_ports("8001,8002"), Ok((8001, 8002)));
-        assert_eq!(parse_ports("0, 0"), Ok((0, 0)));
-        assert!(parse_ports("8001").is_err());
     }
 }
