@@ -2,6 +2,7 @@
 //! and, when the run has them, payroute's queue and processed payments (from its
 //! `/health`) and the CPU of each started process.
 
+use super::figures::names_in_order;
 use super::svg::{Chart, Scale, Series, Timeline};
 use crate::recorder::{second_percentiles, Second};
 use crate::runner::{RunData, UsageSample};
@@ -161,7 +162,8 @@ fn processed(d: &RunData, timeline: &Timeline) -> Option<String> {
 
 /// Each started process's CPU, in % of a core, averaged over a few samples.
 fn cpu(d: &RunData, timeline: &Timeline) -> String {
-    let series = process_names(&d.usage_samples)
+    let names = names_in_order(d.usage_samples.iter().map(|u| u.cpu_seconds.as_slice()));
+    let series = names
         .iter()
         .map(|n| {
             let pts = cpu_seconds_of(&d.usage_samples, n);
@@ -180,19 +182,6 @@ fn cpu(d: &RunData, timeline: &Timeline) -> String {
         timeline,
     }
     .svg()
-}
-
-/// Names of the sampled processes, in the order they first appear.
-fn process_names(samples: &[UsageSample]) -> Vec<String> {
-    let mut names: Vec<String> = Vec::new();
-    for u in samples {
-        for (n, _) in &u.cpu_seconds {
-            if !names.contains(n) {
-                names.push(n.clone());
-            }
-        }
-    }
-    names
 }
 
 /// `(t, CPU seconds so far)` of the process `name`, where it was sampled.

@@ -120,6 +120,21 @@ pub fn figures(o: &RunOutput) -> Vec<(String, f64)> {
     v
 }
 
+/// The names in lists of named figures, each once, in the order they first appear.
+pub(super) fn names_in_order<'a>(
+    lists: impl IntoIterator<Item = &'a [(String, f64)]>,
+) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for list in lists {
+        for (n, _) in list {
+            if !names.contains(n) {
+                names.push(n.clone());
+            }
+        }
+    }
+    names
+}
+
 /// The score, its inputs and the latencies.
 fn run_figures(d: &RunData) -> Vec<(String, f64)> {
     let s = &d.score;
