@@ -42,7 +42,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use topology::{Topology, TopologyConfig};
+use topology::{ProcUsage, Topology, TopologyConfig};
 
 /// Threads of the bench's runtime. Two, not one per core: the bench shares the machine
 /// with the system under test, and ~600 requests per second need little; one thread
@@ -128,6 +128,7 @@ async fn run_all(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One run: starts what `args` asks for, runs the test against it, stops it.
 async fn one_run(
     args: &Args,
     plan: &Plan,
@@ -137,7 +138,37 @@ async fn one_run(
     command: &str,
     cancel: &CancellationToken,
 ) -> anyhow::Result<RunOutput> {
-    let cfg = TopologyConfig {
+    let cfg = topology_config(args, exe, dir);
+    let topo = tokio::task::spawn_blocking(move || Topology::start(&cfg))
+        .await
+        .context("starting the processes")??;
+    let topo = Arc::new(topo);
+    if cancel.is_cancelled() {
+        bail!("interrupted");
+    }
+    let settings = run_settings(args, plan, &topo, label)?;
+    let sampled = if topo.started_payroute || !topo.usage().is_empty() {
+        Some(topo.clone())
+    } else {
+        None
+    };
+    let result = runner::run_once(&settings, sampled, cancel).await;
+    let events = topo.take_events();
+    // Stop everything now, whatever happened (the Drop guard covers panics).
+    let usage = stop(&topo).await;
+    let data = result?;
+    Ok(RunOutput {
+        data,
+        usage,
+        limits: topo.limits.clone(),
+        events,
+        command: command.to_string(),
+    })
+}
+
+/// What to start for a run whose files go to `dir`.
+fn topology_config(args: &Args, exe: &Path, dir: &Path) -> TopologyConfig {
+    TopologyConfig {
         exe: exe.to_path_buf(),
         backend: args.backend.clone(),
         default: args.default.clone(),
@@ -148,15 +179,17 @@ async fn one_run(
         lb: args.lb,
         limits: args.limits,
         run_dir: dir.join("processes"),
-    };
-    let topo = tokio::task::spawn_blocking(move || Topology::start(&cfg))
-        .await
-        .context("starting the processes")??;
-    let topo = Arc::new(topo);
-    if cancel.is_cancelled() {
-        bail!("interrupted");
     }
-    let settings = RunSettings {
+}
+
+/// The run's settings, against what `topo` started or found.
+fn run_settings(
+    args: &Args,
+    plan: &Plan,
+    topo: &Topology,
+    label: &str,
+) -> anyhow::Result<RunSettings> {
+    Ok(RunSettings {
         plan: plan.clone(),
         backend: Arc::new(http::Target::parse(&topo.backend_url)?),
         default: Arc::new(http::Target::parse(&topo.default_url)?),
@@ -173,17 +206,14 @@ async fn one_run(
         sample_health: !args.no_health,
         progress: !args.no_progress,
         label: label.to_string(),
-    };
-    let sampled = if topo.started_payroute || !topo.usage().is_empty() {
-        Some(topo.clone())
-    } else {
-        None
-    };
-    let result = runner::run_once(&settings, sampled, cancel).await;
-    let events = topo.take_events();
-    // Stop everything now, whatever happened (the Drop guard covers panics).
+    })
+}
+
+/// Stops what `topo` started; each process's final usage (none if stopping failed,
+/// which is said).
+async fn stop(topo: &Arc<Topology>) -> Vec<ProcUsage> {
     let t = topo.clone();
-    let usage = match tokio::task::spawn_blocking(move || t.stop()).await {
+    match tokio::task::spawn_blocking(move || t.stop()).await {
         Ok(Ok(u)) => u,
         Ok(Err(e)) => {
             eprintln!("payroute bench: stopping the processes: {e:#}");
@@ -193,15 +223,7 @@ async fn one_run(
             eprintln!("payroute bench: stopping the processes: {e}");
             Vec::new()
         }
-    };
-    let data = result?;
-    Ok(RunOutput {
-        data,
-        usage,
-        limits: topo.limits.clone(),
-        events,
-        command: command.to_string(),
-    })
+    }
 }
 
 fn write_outputs(o: &RunOutput, dir: &Path) -> anyhow::Result<()> {
