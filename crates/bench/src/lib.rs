@@ -32,6 +32,9 @@ pub mod scenario;
 pub mod score;
 pub mod topology;
 
+#[cfg(test)]
+mod tidy;
+
 pub use args::Args;
 
 use anyhow::{bail, Context};
