@@ -32,9 +32,6 @@ pub mod scenario;
 pub mod score;
 pub mod topology;
 
-#[cfg(test)]
-mod tidy;
-
 pub use args::Args;
 
 use anyhow::{bail, Context};
@@ -272,3 +269,6 @@ fn write_outputs(o: &RunOutput, dir: &Path) -> anyhow::Result<()> {
     )?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tidy;
