@@ -44,7 +44,7 @@ impl Scale {
 
 /// Whether a series was measured (solid line) or planned (dashed, as the VUs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+enum Source {
     Measured,
     Planned,
 }
@@ -52,7 +52,7 @@ enum Kind {
 /// One line of a chart.
 pub(super) struct Series {
     name: String,
-    kind: Kind,
+    source: Source,
     points: Vec<(f64, f64)>,
 }
 
@@ -61,7 +61,7 @@ impl Series {
     pub(super) fn new(name: &str, points: Vec<(f64, f64)>) -> Series {
         Series {
             name: name.to_string(),
-            kind: Kind::Measured,
+            source: Source::Measured,
             points,
         }
     }
@@ -69,7 +69,7 @@ impl Series {
     /// A planned quantity, drawn dashed.
     pub(super) fn planned(name: &str, points: Vec<(f64, f64)>) -> Series {
         Series {
-            kind: Kind::Planned,
+            source: Source::Planned,
             ..Series::new(name, points)
         }
     }
@@ -277,9 +277,9 @@ impl Chart<'_> {
         if pts.is_empty() {
             return;
         }
-        let dash = match s.kind {
-            Kind::Planned => r#" stroke-dasharray="6 4""#,
-            Kind::Measured => "",
+        let dash = match s.source {
+            Source::Planned => r#" stroke-dasharray="6 4""#,
+            Source::Measured => "",
         };
         let _ = write!(
             o,

@@ -159,7 +159,7 @@ struct Collected {
 }
 
 /// What the test (between setup and teardown) leaves behind.
-struct Test {
+struct TestOutcome {
     collected: Collected,
     /// Wall-clock start.
     started_at: String,
@@ -203,7 +203,7 @@ async fn run_test(
     health: Option<Arc<Target>>,
     topology: Option<Arc<Topology>>,
     cancel: &CancellationToken,
-) -> anyhow::Result<Test> {
+) -> anyhow::Result<TestOutcome> {
     let bench_cpu_at_start = crate::topology::own_cpu_seconds();
     let t0 = Instant::now();
     let started_at = Micros::now().to_millis_string();
@@ -213,7 +213,7 @@ async fn run_test(
     let outcome = run_scenarios(s, t0, rec, &collected, cancel).await;
     observers.stop().await;
     outcome?;
-    Ok(Test {
+    Ok(TestOutcome {
         collected,
         started_at,
         teardown_at: t0.elapsed().as_secs_f64(),
@@ -322,7 +322,7 @@ impl Observers {
 fn handle_summary(
     s: &RunSettings,
     rec: &Recorder,
-    test: Test,
+    test: TestOutcome,
     books: Books,
     usage_at_start: Vec<ProcUsage>,
 ) -> RunData {
