@@ -34,13 +34,18 @@ fn number(v: &serde_json::Value, path: &[&str]) -> f64 {
     v.as_f64().unwrap_or(0.0)
 }
 
+/// The JSON of a summary answered 200; `None` (read as zeros) otherwise.
+fn summary_json(status: u16, body: &[u8]) -> Option<serde_json::Value> {
+    if status != 200 {
+        return None;
+    }
+    serde_json::from_slice(body).ok()
+}
+
 /// Parses the body of a processor's `GET /admin/payments-summary`; zeros when the
 /// status was not 200 or the body is not JSON.
 pub fn parse_processor_summary(status: u16, body: &[u8]) -> ProcessorSummary {
-    if status != 200 {
-        return ProcessorSummary::default();
-    }
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+    let Some(v) = summary_json(status, body) else {
         return ProcessorSummary::default();
     };
     ProcessorSummary {
@@ -53,10 +58,7 @@ pub fn parse_processor_summary(status: u16, body: &[u8]) -> ProcessorSummary {
 /// Parses the body of the backend's `GET /payments-summary`; zeros when the status
 /// was not 200 or the body is not JSON.
 pub fn parse_backend_summary(status: u16, body: &[u8]) -> BackendSummary {
-    if status != 200 {
-        return BackendSummary::default();
-    }
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+    let Some(v) = summary_json(status, body) else {
         return BackendSummary::default();
     };
     BackendSummary {

@@ -6,7 +6,7 @@
 //! Raw `hyper::client::conn::http1` handles rather than a pooled client: a pool
 //! would share connections between VUs, which k6 does not do.
 
-use crate::recorder::{Kind, Recorder};
+use crate::recorder::{Kind, Recorder, Sample, NO_ANSWER};
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request};
@@ -60,8 +60,8 @@ impl Target {
 /// The answer to one request.
 #[derive(Debug, Clone)]
 pub struct Reply {
-    /// HTTP status; 0 when there was no answer (timeout, refused, reset), as k6
-    /// reports it.
+    /// HTTP status; [`NO_ANSWER`] when there was none (timeout, refused, reset), as
+    /// k6 reports it.
     pub status: u16,
     pub body: Bytes,
     /// `http_req_duration`; `None` when the request was never sent (no connection).
@@ -71,9 +71,17 @@ pub struct Reply {
 impl Reply {
     fn failed(duration: Option<Duration>) -> Reply {
         Reply {
-            status: 0,
+            status: NO_ANSWER,
             body: Bytes::new(),
             duration,
+        }
+    }
+
+    /// What the recorder keeps of it.
+    pub fn sample(&self) -> Sample {
+        Sample {
+            status: self.status,
+            duration: self.duration,
         }
     }
 }
@@ -129,7 +137,7 @@ impl Conn {
             .request_inner(method, path_and_query, body, token, deadline)
             .await;
         if let Some(r) = &self.recorder {
-            r.record(kind, &reply);
+            r.record(kind, reply.sample());
         }
         reply
     }

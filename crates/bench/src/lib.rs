@@ -5,11 +5,13 @@
 //! backend given by URL.
 //!
 //! Code map:
+//! - [`args`]: the flags and their defaults.
 //! - [`scenario`]: the two tests as data (stages, ramp, windows), scaled by `--duration`.
 //! - [`js`], [`score`]: `handleSummary`'s arithmetic to the last digit, and the result
 //!   file with the official keys.
 //! - [`checker`]: the consistency checker's arithmetic.
-//! - [`http`], [`recorder`]: k6's way of sending and timing requests.
+//! - [`http`], [`recorder`]: k6's way of sending and timing requests (`http` records
+//!   each request's [`recorder::Sample`] into the recorder).
 //! - [`runner`]: one run (setup, VUs, checker, stages, teardown).
 //! - [`topology`]: starting and stopping what the bench runs against.
 //! - [`report`], [`progress`]: what the user sees.
@@ -18,6 +20,7 @@
 //! unit-tested against published figures; only `runner`, `http` and `topology` touch
 //! sockets, processes and clocks.
 
+pub mod args;
 pub mod checker;
 pub mod http;
 pub mod js;
@@ -29,123 +32,17 @@ pub mod scenario;
 pub mod score;
 pub mod topology;
 
+pub use args::Args;
+
 use anyhow::{bail, Context};
-use launcher::{Lb, Limits};
 use report::RunOutput;
 use runner::RunSettings;
-use scenario::{Plan, Scenario};
-use std::path::{Path, PathBuf};
+use scenario::Plan;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use topology::{Topology, TopologyConfig};
-
-/// Flags of `payroute bench`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct Args {
-    /// Which official test: `preview` (rinha.js: 60 s, 550 VUs, 19.90, score from the
-    /// backend's summary) or `final` (rinha-final.js: 300 s, 603 VUs, 20.05, score from
-    /// the processors' books).
-    #[arg(
-        long,
-        value_enum,
-        default_value = "final",
-        env = "PAYROUTE_BENCH_SCENARIO"
-    )]
-    pub scenario: Scenario,
-
-    /// MAX_REQUESTS: virtual users at the end of the linear ramp from 1
-    /// [default: 550 for preview, 603 for final].
-    #[arg(long, env = "PAYROUTE_BENCH_MAX_REQUESTS")]
-    pub max_requests: Option<u32>,
-
-    /// Length of the test in seconds, for quick runs: stage times scale in proportion,
-    /// the ramp spans it, the checker period scales too (kept within 1-10 s); the
-    /// teardown window stays the official one [default: 60 for preview, 300 for final].
-    #[arg(long, env = "PAYROUTE_BENCH_DURATION")]
-    pub duration: Option<f64>,
-
-    /// Backend to test, as http://HOST:PORT. Without it the bench starts payroute's
-    /// whole topology exactly as `payroute up` does, under the challenge's limits.
-    #[arg(long, env = "PAYROUTE_BENCH_BACKEND")]
-    pub backend: Option<String>,
-
-    /// Default payment processor URL (with --fallback). Without both, the bench starts
-    /// two emulators with the scenario's fees (preview 5%/15%, final 7%/10%).
-    #[arg(long, requires = "fallback", env = "PAYROUTE_BENCH_DEFAULT")]
-    pub default: Option<String>,
-
-    /// Fallback payment processor URL (with --default).
-    #[arg(long, requires = "default", env = "PAYROUTE_BENCH_FALLBACK")]
-    pub fallback: Option<String>,
-
-    /// Admin token set on both processors in setup (authenticated with their initial
-    /// token, 123), then used by every admin call. The published runs used a fresh UUID.
-    #[arg(long, default_value = runner::INITIAL_TOKEN, env = "PAYROUTE_BENCH_TOKEN")]
-    pub token: String,
-
-    /// Directory for the result file, report.html and bench.json (run-K/ subdirectories
-    /// with --runs).
-    #[arg(long, default_value = "bench-out", env = "PAYROUTE_BENCH_OUT")]
-    pub out: PathBuf,
-
-    /// Repeat the whole test this many times (fresh processes and setup each time) and
-    /// report the min / median / max of every figure.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
-    pub runs: u32,
-
-    /// `participante` in the result file [default: payroute when the bench starts it,
-    /// anonymous otherwise, as the scripts].
-    #[arg(long, env = "PAYROUTE_BENCH_PARTICIPANT")]
-    pub participant: Option<String>,
-
-    /// Port of the payroute the bench starts (0: any free port).
-    #[arg(long, default_value_t = 9999, env = "PAYROUTE_BENCH_PORT")]
-    pub port: u16,
-
-    /// Ports of the emulators the bench starts, DEFAULT,FALLBACK (0: any free port).
-    #[arg(long, default_value = "8001,8002", value_parser = parse_ports, env = "PAYROUTE_BENCH_EMULATOR_PORTS")]
-    pub emulator_ports: (u16, u16),
-
-    /// Load balancer of the payroute the bench starts (as `payroute up --lb`).
-    #[arg(
-        long,
-        value_enum,
-        default_value = "embedded",
-        env = "PAYROUTE_BENCH_LB"
-    )]
-    pub lb: Lb,
-
-    /// Resource limits of the payroute the bench starts: `rinha` (1.5 CPU and 350 MB
-    /// in all, split as in the compose file, with cgroups) or `off`.
-    #[arg(
-        long,
-        value_enum,
-        default_value = "rinha",
-        env = "PAYROUTE_BENCH_LIMITS"
-    )]
-    pub limits: Limits,
-
-    /// Do not sample the backend's /health for the report (never counted in the p99).
-    #[arg(long)]
-    pub no_health: bool,
-
-    /// No progress display (the summary is still printed).
-    #[arg(long)]
-    pub no_progress: bool,
-}
-
-fn parse_ports(s: &str) -> Result<(u16, u16), String> {
-    let (a, b) = s
-        .split_once(',')
-        .ok_or_else(|| format!("`{s}`: expected DEFAULT,FALLBACK, as in 8001,8002"))?;
-    let p = |x: &str| {
-        x.trim()
-            .parse::<u16>()
-            .map_err(|_| format!("`{x}` is not a port"))
-    };
-    Ok((p(a)?, p(b)?))
-}
+use topology::{ProcUsage, Topology, TopologyConfig};
 
 /// Threads of the bench's runtime. Two, not one per core: the bench shares the machine
 /// with the system under test, and ~600 requests per second need little; one thread
@@ -223,7 +120,7 @@ async fn run_all(args: Args) -> anyhow::Result<()> {
         all.push(report::figures(&out));
     }
     if args.runs > 1 {
-        let (text, json) = aggregate(&all);
+        let (text, json) = report::aggregate(&all);
         std::fs::write(args.out.join("runs-summary.json"), json)?;
         std::fs::write(args.out.join("runs-summary.txt"), &text)?;
         println!("{} runs: min / median / max\n{text}", args.runs);
@@ -231,6 +128,7 @@ async fn run_all(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One run: starts what `args` asks for, runs the test against it, stops it.
 async fn one_run(
     args: &Args,
     plan: &Plan,
@@ -240,18 +138,7 @@ async fn one_run(
     command: &str,
     cancel: &CancellationToken,
 ) -> anyhow::Result<RunOutput> {
-    let cfg = TopologyConfig {
-        exe: exe.to_path_buf(),
-        backend: args.backend.clone(),
-        default: args.default.clone(),
-        fallback: args.fallback.clone(),
-        fees: args.scenario.fees(),
-        port: args.port,
-        emulator_ports: args.emulator_ports,
-        lb: args.lb,
-        limits: args.limits,
-        run_dir: dir.join("processes"),
-    };
+    let cfg = topology_config(args, exe, dir);
     let topo = tokio::task::spawn_blocking(move || Topology::start(&cfg))
         .await
         .context("starting the processes")??;
@@ -259,7 +146,50 @@ async fn one_run(
     if cancel.is_cancelled() {
         bail!("interrupted");
     }
-    let settings = RunSettings {
+    let settings = run_settings(args, plan, &topo, label)?;
+    let sampled = if topo.started_payroute || !topo.usage().is_empty() {
+        Some(topo.clone())
+    } else {
+        None
+    };
+    let result = runner::run_once(&settings, sampled, cancel).await;
+    let events = topo.take_events();
+    // Stop everything now, whatever happened (the Drop guard covers panics).
+    let usage = stop(&topo).await;
+    let data = result?;
+    Ok(RunOutput {
+        data,
+        usage,
+        limits: topo.limits.clone(),
+        events,
+        command: command.to_string(),
+    })
+}
+
+/// What to start for a run whose files go to `dir`.
+fn topology_config(args: &Args, exe: &Path, dir: &Path) -> TopologyConfig {
+    TopologyConfig {
+        exe: exe.to_path_buf(),
+        backend: args.backend.clone(),
+        default: args.default.clone(),
+        fallback: args.fallback.clone(),
+        fees: args.scenario.fees(),
+        port: args.port,
+        emulator_ports: args.emulator_ports.into(),
+        lb: args.lb,
+        limits: args.limits,
+        run_dir: dir.join("processes"),
+    }
+}
+
+/// The run's settings, against what `topo` started or found.
+fn run_settings(
+    args: &Args,
+    plan: &Plan,
+    topo: &Topology,
+    label: &str,
+) -> anyhow::Result<RunSettings> {
+    Ok(RunSettings {
         plan: plan.clone(),
         backend: Arc::new(http::Target::parse(&topo.backend_url)?),
         default: Arc::new(http::Target::parse(&topo.default_url)?),
@@ -276,17 +206,14 @@ async fn one_run(
         sample_health: !args.no_health,
         progress: !args.no_progress,
         label: label.to_string(),
-    };
-    let sampled = if topo.started_payroute || !topo.usage().is_empty() {
-        Some(topo.clone())
-    } else {
-        None
-    };
-    let result = runner::run_once(&settings, sampled, cancel).await;
-    let events = topo.take_events();
-    // Stop everything now, whatever happened (the Drop guard covers panics).
+    })
+}
+
+/// Stops what `topo` started; each process's final usage (none if stopping failed,
+/// which is said).
+async fn stop(topo: &Arc<Topology>) -> Vec<ProcUsage> {
     let t = topo.clone();
-    let usage = match tokio::task::spawn_blocking(move || t.stop()).await {
+    match tokio::task::spawn_blocking(move || t.stop()).await {
         Ok(Ok(u)) => u,
         Ok(Err(e)) => {
             eprintln!("payroute bench: stopping the processes: {e:#}");
@@ -296,15 +223,7 @@ async fn one_run(
             eprintln!("payroute bench: stopping the processes: {e}");
             Vec::new()
         }
-    };
-    let data = result?;
-    Ok(RunOutput {
-        data,
-        usage,
-        limits: topo.limits.clone(),
-        events,
-        command: command.to_string(),
-    })
+    }
 }
 
 fn write_outputs(o: &RunOutput, dir: &Path) -> anyhow::Result<()> {
@@ -351,81 +270,5 @@ fn write_outputs(o: &RunOutput, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Median of a non-empty sample (mean of the two middle values for an even count).
-pub fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let n = s.len();
-    if n == 0 {
-        0.0
-    } else if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
-    }
-}
-
-/// min / median / max of every figure across runs: a text table and a JSON document.
-pub fn aggregate(runs: &[Vec<(String, f64)>]) -> (String, String) {
-    let mut names: Vec<String> = Vec::new();
-    for r in runs {
-        for (n, _) in r {
-            if !names.contains(n) {
-                names.push(n.clone());
-            }
-        }
-    }
-    let mut text = format!(
-        "{:<42} {:>14} {:>14} {:>14}\n",
-        "figure", "min", "median", "max"
-    );
-    let mut json = serde_json::Map::new();
-    for n in names {
-        let vals: Vec<f64> = runs
-            .iter()
-            .filter_map(|r| r.iter().find(|(m, _)| *m == n).map(|(_, v)| *v))
-            .collect();
-        let min = vals.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = vals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let med = median(&vals);
-        text.push_str(&format!("{n:<42} {min:>14.3} {med:>14.3} {max:>14.3}\n"));
-        json.insert(
-            n,
-            serde_json::json!({"min": min, "median": med, "max": max, "values": vals}),
-        );
-    }
-    let json = serde_json::json!({"runs": runs.len(), "figures": json});
-    (
-        text,
-        serde_json::to_string_pretty(&json).unwrap_or_default(),
-    )
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn medians_and_aggregates() {
-        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
-        let runs = vec![
-            vec![("score".to_string(), 10.0), ("p99".to_string(), 1.0)],
-            vec![("score".to_string(), 30.0), ("p99".to_string(), 3.0)],
-            vec![("score".to_string(), 20.0)],
-        ];
-        let (text, json) = aggregate(&runs);
-        assert!(text.contains("score"));
-        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-        assert_eq!(v["figures"]["score"]["median"], 20.0);
-        assert_eq!(v["figures"]["p99"]["max"], 3.0);
-        assert_eq!(v["figures"]["p99"]["median"], 2.0);
-    }
-
-    #[test]
-    fn parses_port_pairs() {
-        assert_eq!(parse_ports("8001,8002"), Ok((8001, 8002)));
-        assert_eq!(parse_ports("0, 0"), Ok((0, 0)));
-        assert!(parse_ports("8001").is_err());
-    }
-}
+mod tidy;

@@ -1,15 +1,16 @@
 //! What a run measures: every request's duration (exactly, for the scored p99), a
-//! histogram per second (for the report's latency over time) and counters.
+//! histogram per second (for the report's latency over time) and counters. It takes
+//! a plain [`Sample`] (status and duration), so it knows nothing of the HTTP client
+//! that feeds it.
 //!
 //! One `std::sync::Mutex` around it all: at most ~600 requests per second reach it,
 //! each holding the lock for a vector push and two histogram increments, so there is
 //! nothing to gain from sharding, and no `.await` ever happens under the lock.
 
-use crate::http::Reply;
 use hdrhistogram::Histogram;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What a request was for (all of them count in the p99, as in k6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +21,19 @@ pub enum Kind {
     Summary,
     /// Token, delay, failure and purge calls of setup and stages.
     Admin,
+}
+
+/// The status of a request that got no answer (timeout, refused, reset), as k6
+/// reports it: the scripts read it like any other status.
+pub const NO_ANSWER: u16 = 0;
+
+/// What the recorder keeps of one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sample {
+    /// HTTP status, or [`NO_ANSWER`].
+    pub status: u16,
+    /// `http_req_duration`; `None` when the request was never sent (no connection).
+    pub duration: Option<Duration>,
 }
 
 /// Largest duration the histograms hold, in µs: ten times the 1.5 s timeout.
@@ -128,9 +142,10 @@ impl Recorder {
         self.lock().test_start = Some(at);
     }
 
-    pub fn record(&self, kind: Kind, reply: &Reply) {
+    /// Counts one request of `kind`.
+    pub fn record(&self, kind: Kind, sample: Sample) {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let ok_payment = payment_succeeded(reply.status);
+        let ok_payment = payment_succeeded(sample.status);
         if kind == Kind::Payment {
             if ok_payment {
                 self.payments_ok.fetch_add(1, Ordering::Relaxed);
@@ -140,12 +155,12 @@ impl Recorder {
         }
         let now = Instant::now();
         let mut g = self.lock();
-        let expected = expected_response(reply.status);
-        let micros = reply
+        let expected = expected_response(sample.status);
+        let micros = sample
             .duration
             .map(|d| (d.as_micros() as u64).clamp(1, HIST_MAX_US));
         if expected {
-            if let Some(d) = reply.duration {
+            if let Some(d) = sample.duration {
                 g.expected_ns.push(d.as_nanos() as u64);
             }
             if let Some(us) = micros {
@@ -169,7 +184,7 @@ impl Recorder {
             Kind::Payment if ok_payment => s.payments_ok += 1,
             Kind::Payment => {
                 s.payments_failed += 1;
-                if reply.status == 0 {
+                if sample.status == NO_ANSWER {
                     s.no_answer += 1;
                 }
             }
@@ -215,13 +230,10 @@ pub fn second_percentiles(s: &Second) -> Option<[f64; 4]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
-    use std::time::Duration;
 
-    fn reply(status: u16, ms: u64) -> Reply {
-        Reply {
+    fn reply(status: u16, ms: u64) -> Sample {
+        Sample {
             status,
-            body: Bytes::new(),
             duration: Some(Duration::from_millis(ms)),
         }
     }
@@ -229,13 +241,13 @@ mod tests {
     #[test]
     fn counts_what_k6_counts() {
         let r = Recorder::new();
-        r.record(Kind::Admin, &reply(204, 1)); // setup: in the p99, not in the series
+        r.record(Kind::Admin, reply(204, 1)); // setup: in the p99, not in the series
         r.start(Instant::now());
-        r.record(Kind::Payment, &reply(200, 2));
-        r.record(Kind::Payment, &reply(203, 3)); // a failure, but in the p99
-        r.record(Kind::Payment, &reply(500, 4)); // neither
-        r.record(Kind::Payment, &reply(0, 1500)); // timeout
-        r.record(Kind::Summary, &reply(200, 5));
+        r.record(Kind::Payment, reply(200, 2));
+        r.record(Kind::Payment, reply(203, 3)); // a failure, but in the p99
+        r.record(Kind::Payment, reply(500, 4)); // neither
+        r.record(Kind::Payment, reply(0, 1500)); // timeout
+        r.record(Kind::Summary, reply(200, 5));
         assert_eq!(r.payments_ok.load(Ordering::Relaxed), 1);
         assert_eq!(r.payments_failed.load(Ordering::Relaxed), 3);
         assert_eq!(r.sorted_expected_ms(), vec![1.0, 2.0, 3.0, 5.0]);

@@ -50,38 +50,62 @@ pub struct Stage {
     pub fallback_failure: bool,
 }
 
-const fn stage(at_secs: u32, dd: u32, df: bool, fd: u32, ff: bool) -> Stage {
+/// One processor's setting in a stage: its delay, and whether it fails (after the
+/// delay, as the processors do).
+#[derive(Clone, Copy)]
+struct Setting {
+    delay_ms: u32,
+    failure: bool,
+}
+
+/// A processor that answers normally after `delay_ms`.
+const fn works(delay_ms: u32) -> Setting {
+    Setting {
+        delay_ms,
+        failure: false,
+    }
+}
+
+/// A processor that fails after `delay_ms`.
+const fn fails(delay_ms: u32) -> Setting {
+    Setting {
+        delay_ms,
+        failure: true,
+    }
+}
+
+const fn stage(at_secs: u32, default: Setting, fallback: Setting) -> Stage {
     Stage {
         at_secs,
-        default_delay_ms: dd,
-        default_failure: df,
-        fallback_delay_ms: fd,
-        fallback_failure: ff,
+        default_delay_ms: default.delay_ms,
+        default_failure: default.failure,
+        fallback_delay_ms: fallback.delay_ms,
+        fallback_failure: fallback.failure,
     }
 }
 
 /// `rinha.js` stage_00 … stage_05.
 const PREVIEW_STAGES: [Stage; 6] = [
-    stage(1, 0, false, 0, false),
-    stage(10, 100, false, 0, false),
-    stage(20, 100, true, 0, false),
-    stage(30, 2000, true, 1000, true),
-    stage(40, 20, false, 20, false),
-    stage(50, 0, false, 5000, false),
+    stage(1, works(0), works(0)),
+    stage(10, works(100), works(0)),
+    stage(20, fails(100), works(0)),
+    stage(30, fails(2000), fails(1000)),
+    stage(40, works(20), works(20)),
+    stage(50, works(0), works(5000)),
 ];
 
 /// `rinha-final.js` stage_00 … stage_09.
 const FINAL_STAGES: [Stage; 10] = [
-    stage(1, 0, false, 0, false),
-    stage(30, 1000, false, 0, false),
-    stage(60, 500, false, 0, false),
-    stage(90, 2000, true, 1000, false),
-    stage(120, 5000, true, 5, false),
-    stage(150, 0, false, 5, true),
-    stage(180, 100, false, 5, false),
-    stage(210, 50, false, 0, false),
-    stage(240, 103, false, 10, false),
-    stage(270, 2000, false, 0, false),
+    stage(1, works(0), works(0)),
+    stage(30, works(1000), works(0)),
+    stage(60, works(500), works(0)),
+    stage(90, fails(2000), works(1000)),
+    stage(120, fails(5000), works(5)),
+    stage(150, works(0), fails(5)),
+    stage(180, works(100), works(5)),
+    stage(210, works(50), works(0)),
+    stage(240, works(103), works(10)),
+    stage(270, works(2000), works(0)),
 ];
 
 /// Every HTTP request of the official scripts has this timeout (`Httpx({timeout: 1500})`
@@ -311,9 +335,10 @@ impl Plan {
 mod tests {
     use super::*;
 
-    #[test]
-    fn official_stage_tables_match_the_scripts() {
-        let p: Vec<_> = Scenario::Preview
+    /// A scenario's stages as `(at, default delay, default failure, fallback delay,
+    /// fallback failure)`, the order of the scripts' `define_stage` arguments.
+    fn rows(scenario: Scenario) -> Vec<(u32, u32, bool, u32, bool)> {
+        scenario
             .stages()
             .iter()
             .map(|s| {
@@ -325,7 +350,12 @@ mod tests {
                     s.fallback_failure,
                 )
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn official_stage_tables_match_the_scripts() {
+        let p = rows(Scenario::Preview);
         assert_eq!(
             p,
             [
@@ -337,19 +367,7 @@ mod tests {
                 (50, 0, false, 5000, false),
             ]
         );
-        let f: Vec<_> = Scenario::Final
-            .stages()
-            .iter()
-            .map(|s| {
-                (
-                    s.at_secs,
-                    s.default_delay_ms,
-                    s.default_failure,
-                    s.fallback_delay_ms,
-                    s.fallback_failure,
-                )
-            })
-            .collect();
+        let f = rows(Scenario::Final);
         assert_eq!(
             f,
             [

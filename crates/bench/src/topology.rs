@@ -152,64 +152,77 @@ impl Topology {
             port_or_free(cfg.emulator_ports.1)?,
         );
         match &cfg.backend {
-            None => {
-                // `payroute up`'s own defaults, then what the bench decides. `start`
-                // listens on 127.0.0.1 only: nothing here needs to be reachable from
-                // elsewhere.
-                let mut up = UpConfig::new(cfg.exe.clone(), cfg.run_dir.clone());
-                up.port = port_or_free(cfg.port)?;
-                up.default_url = cfg.default.clone();
-                up.fallback_url = cfg.fallback.clone();
-                up.emulator_fees = cfg.fees;
-                up.emulator_ports = emulator_ports;
-                up.lb = cfg.lb;
-                up.limits = cfg.limits;
-                let running = launcher::start(&up)
-                    .context("starting payroute's topology (as `payroute up` does)")?;
-                let limits = match running.limits() {
-                    LimitsStatus::Off => LimitsNote::Off,
-                    LimitsStatus::Enforced(how) => LimitsNote::Enforced(how.clone()),
-                    LimitsStatus::NotEnforced(why) => LimitsNote::NotEnforced(why.clone()),
-                };
-                Ok(Topology {
-                    limits,
-                    backend_url: running.backend_url(),
-                    default_url: running.default_url(),
-                    fallback_url: running.fallback_url(),
-                    inner: Mutex::new(Inner::Launched(Some(running))),
-                    started_payroute: true,
-                })
-            }
-            Some(backend) => {
-                let mut topo = Topology {
-                    inner: Mutex::new(Inner::External(Vec::new())),
-                    backend_url: backend.clone(),
-                    default_url: String::new(),
-                    fallback_url: String::new(),
-                    started_payroute: false,
-                    limits: LimitsNote::NotApplicable,
-                };
-                if let (Some(d), Some(f)) = (&cfg.default, &cfg.fallback) {
-                    topo.default_url = d.clone();
-                    topo.fallback_url = f.clone();
-                    return Ok(topo);
-                }
-                topo.default_url = format!("http://127.0.0.1:{}", emulator_ports.0);
-                topo.fallback_url = format!("http://127.0.0.1:{}", emulator_ports.1);
-                // On an error below, dropping `topo` stops what was already started.
-                for (name, port, fee) in [
-                    ("processor-default", emulator_ports.0, cfg.fees.0),
-                    ("processor-fallback", emulator_ports.1, cfg.fees.1),
-                ] {
-                    let e = spawn_emulator(&cfg.exe, name, port, fee, &cfg.run_dir)?;
-                    if let Inner::External(v) = &mut *topo.lock() {
-                        v.push(e);
-                    }
-                    wait_until_listening(port, &topo, name)?;
-                }
-                Ok(topo)
-            }
+            None => Topology::start_payroute(cfg, emulator_ports),
+            Some(backend) => Topology::start_beside(cfg, backend, emulator_ports),
         }
+    }
+
+    /// payroute's whole topology, through `launcher`.
+    fn start_payroute(
+        cfg: &TopologyConfig,
+        emulator_ports: (u16, u16),
+    ) -> anyhow::Result<Topology> {
+        // `payroute up`'s own defaults, then what the bench decides. `start` listens on
+        // 127.0.0.1 only: nothing here needs to be reachable from elsewhere.
+        let mut up = UpConfig::new(cfg.exe.clone(), cfg.run_dir.clone());
+        up.port = port_or_free(cfg.port)?;
+        up.default_url = cfg.default.clone();
+        up.fallback_url = cfg.fallback.clone();
+        up.emulator_fees = cfg.fees;
+        up.emulator_ports = emulator_ports;
+        up.lb = cfg.lb;
+        up.limits = cfg.limits;
+        let running =
+            launcher::start(&up).context("starting payroute's topology (as `payroute up` does)")?;
+        let limits = match running.limits() {
+            LimitsStatus::Off => LimitsNote::Off,
+            LimitsStatus::Enforced(how) => LimitsNote::Enforced(how.clone()),
+            LimitsStatus::NotEnforced(why) => LimitsNote::NotEnforced(why.clone()),
+        };
+        Ok(Topology {
+            limits,
+            backend_url: running.backend_url(),
+            default_url: running.default_url(),
+            fallback_url: running.fallback_url(),
+            inner: Mutex::new(Inner::Launched(Some(running))),
+            started_payroute: true,
+        })
+    }
+
+    /// A backend given by URL, with the processors given too or two emulators started
+    /// beside it.
+    fn start_beside(
+        cfg: &TopologyConfig,
+        backend: &str,
+        emulator_ports: (u16, u16),
+    ) -> anyhow::Result<Topology> {
+        let mut topo = Topology {
+            inner: Mutex::new(Inner::External(Vec::new())),
+            backend_url: backend.to_string(),
+            default_url: String::new(),
+            fallback_url: String::new(),
+            started_payroute: false,
+            limits: LimitsNote::NotApplicable,
+        };
+        if let (Some(d), Some(f)) = (&cfg.default, &cfg.fallback) {
+            topo.default_url = d.clone();
+            topo.fallback_url = f.clone();
+            return Ok(topo);
+        }
+        topo.default_url = format!("http://127.0.0.1:{}", emulator_ports.0);
+        topo.fallback_url = format!("http://127.0.0.1:{}", emulator_ports.1);
+        // On an error below, dropping `topo` stops what was already started.
+        for (name, port, fee) in [
+            ("processor-default", emulator_ports.0, cfg.fees.0),
+            ("processor-fallback", emulator_ports.1, cfg.fees.1),
+        ] {
+            let e = spawn_emulator(&cfg.exe, name, port, fee, &cfg.run_dir)?;
+            if let Inner::External(v) = &mut *topo.lock() {
+                v.push(e);
+            }
+            wait_until_listening(port, &topo, name)?;
+        }
+        Ok(topo)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {

@@ -1,0 +1,223 @@
+//! The flags of `payroute bench` and their defaults, in one place: clap shows and
+//! applies the constants below, [`Args::default`] returns them, and a test checks that
+//! an empty command line gives exactly [`Args::default`].
+
+use crate::runner::INITIAL_TOKEN;
+use crate::scenario::Scenario;
+use launcher::{Lb, Limits};
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// `--scenario`: the final, the test the challenge was scored with.
+const SCENARIO: Scenario = Scenario::Final;
+/// `--token`: the scripts' default.
+const TOKEN: &str = INITIAL_TOKEN;
+/// `--out`.
+const OUT: &str = "bench-out";
+/// `--runs`.
+const RUNS: u32 = 1;
+/// `--port`: the challenge's public port.
+const PORT: u16 = 9999;
+/// `--emulator-ports`: the official processors' ports.
+const EMULATOR_PORTS: EmulatorPorts = EmulatorPorts {
+    default: 8001,
+    fallback: 8002,
+};
+/// `--lb`: the one that needs nothing installed.
+const LB: Lb = Lb::Embedded;
+/// `--limits`: the challenge's, so that figures compare with its.
+const LIMITS: Limits = Limits::Rinha;
+
+/// Flags of `payroute bench`.
+#[derive(Debug, Clone, PartialEq, clap::Args)]
+pub struct Args {
+    /// Which official test: `preview` (rinha.js: 60 s, 550 VUs, 19.90, score from the
+    /// backend's summary) or `final` (rinha-final.js: 300 s, 603 VUs, 20.05, score from
+    /// the processors' books).
+    #[arg(long, value_enum, default_value_t = SCENARIO, env = "PAYROUTE_BENCH_SCENARIO")]
+    pub scenario: Scenario,
+
+    /// MAX_REQUESTS: virtual users at the end of the linear ramp from 1
+    /// [default: 550 for preview, 603 for final].
+    #[arg(long, env = "PAYROUTE_BENCH_MAX_REQUESTS")]
+    pub max_requests: Option<u32>,
+
+    /// Length of the test in seconds, for quick runs: stage times scale in proportion,
+    /// the ramp spans it, the checker period scales too (kept within 1-10 s); the
+    /// teardown window stays the official one [default: 60 for preview, 300 for final].
+    #[arg(long, env = "PAYROUTE_BENCH_DURATION")]
+    pub duration: Option<f64>,
+
+    /// Backend to test, as http://HOST:PORT. Without it the bench starts payroute's
+    /// whole topology exactly as `payroute up` does, under the challenge's limits.
+    #[arg(long, env = "PAYROUTE_BENCH_BACKEND")]
+    pub backend: Option<String>,
+
+    /// Default payment processor URL (with --fallback). Without both, the bench starts
+    /// two emulators with the scenario's fees (preview 5%/15%, final 7%/10%).
+    #[arg(long, requires = "fallback", env = "PAYROUTE_BENCH_DEFAULT")]
+    pub default: Option<String>,
+
+    /// Fallback payment processor URL (with --default).
+    #[arg(long, requires = "default", env = "PAYROUTE_BENCH_FALLBACK")]
+    pub fallback: Option<String>,
+
+    /// Admin token set on both processors in setup (authenticated with their initial
+    /// token, 123), then used by every admin call. The published runs used a fresh UUID.
+    #[arg(long, default_value = TOKEN, env = "PAYROUTE_BENCH_TOKEN")]
+    pub token: String,
+
+    /// Directory for the result file, report.html and bench.json (run-K/ subdirectories
+    /// with --runs).
+    #[arg(long, default_value = OUT, env = "PAYROUTE_BENCH_OUT")]
+    pub out: PathBuf,
+
+    /// Repeat the whole test this many times (fresh processes and setup each time) and
+    /// report the min / median / max of every figure.
+    #[arg(long, default_value_t = RUNS, value_parser = clap::value_parser!(u32).range(1..))]
+    pub runs: u32,
+
+    /// `participante` in the result file [default: payroute when the bench starts it,
+    /// anonymous otherwise, as the scripts].
+    #[arg(long, env = "PAYROUTE_BENCH_PARTICIPANT")]
+    pub participant: Option<String>,
+
+    /// Port of the payroute the bench starts (0: any free port).
+    #[arg(long, default_value_t = PORT, env = "PAYROUTE_BENCH_PORT")]
+    pub port: u16,
+
+    /// Ports of the emulators the bench starts, DEFAULT,FALLBACK (0: any free port).
+    #[arg(long, default_value_t = EMULATOR_PORTS, env = "PAYROUTE_BENCH_EMULATOR_PORTS")]
+    pub emulator_ports: EmulatorPorts,
+
+    /// Load balancer of the payroute the bench starts (as `payroute up --lb`).
+    #[arg(long, value_enum, default_value_t = LB, env = "PAYROUTE_BENCH_LB")]
+    pub lb: Lb,
+
+    /// Resource limits of the payroute the bench starts: `rinha` (1.5 CPU and 350 MB
+    /// in all, split as in the compose file, with cgroups) or `off`.
+    #[arg(long, value_enum, default_value_t = LIMITS, env = "PAYROUTE_BENCH_LIMITS")]
+    pub limits: Limits,
+
+    /// Do not sample the backend's /health for the report (never counted in the p99).
+    #[arg(long)]
+    pub no_health: bool,
+
+    /// No progress display (the summary is still printed).
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+impl Default for Args {
+    fn default() -> Args {
+        Args {
+            scenario: SCENARIO,
+            max_requests: None,
+            duration: None,
+            backend: None,
+            default: None,
+            fallback: None,
+            token: TOKEN.to_string(),
+            out: PathBuf::from(OUT),
+            runs: RUNS,
+            participant: None,
+            port: PORT,
+            emulator_ports: EMULATOR_PORTS,
+            lb: LB,
+            limits: LIMITS,
+            no_health: false,
+            no_progress: false,
+        }
+    }
+}
+
+/// Ports of the two emulators the bench starts (0: any free port); `DEFAULT,FALLBACK`
+/// on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmulatorPorts {
+    pub default: u16,
+    pub fallback: u16,
+}
+
+impl From<EmulatorPorts> for (u16, u16) {
+    fn from(p: EmulatorPorts) -> (u16, u16) {
+        (p.default, p.fallback)
+    }
+}
+
+impl fmt::Display for EmulatorPorts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{},{}", self.default, self.fallback)
+    }
+}
+
+impl FromStr for EmulatorPorts {
+    type Err = PortsError;
+
+    fn from_str(s: &str) -> Result<EmulatorPorts, PortsError> {
+        let (default, fallback) = parse_ports(s)?;
+        Ok(EmulatorPorts { default, fallback })
+    }
+}
+
+/// Why a `DEFAULT,FALLBACK` pair of ports was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortsError {
+    /// No comma: the whole text.
+    NotAPair(String),
+    /// One side is not a port number: that side.
+    NotAPort(String),
+}
+
+impl fmt::Display for PortsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PortsError::NotAPair(s) => {
+                write!(f, "`{s}`: expected DEFAULT,FALLBACK, as in 8001,8002")
+            }
+            PortsError::NotAPort(x) => write!(f, "`{x}` is not a port"),
+        }
+    }
+}
+
+impl std::error::Error for PortsError {}
+
+/// `DEFAULT,FALLBACK` (spaces around either port allowed).
+fn parse_ports(s: &str) -> Result<(u16, u16), PortsError> {
+    let (a, b) = s
+        .split_once(',')
+        .ok_or_else(|| PortsError::NotAPair(s.to_string()))?;
+    let p = |x: &str| {
+        x.trim()
+            .parse::<u16>()
+            .map_err(|_| PortsError::NotAPort(x.to_string()))
+    };
+    Ok((p(a)?, p(b)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    #[test]
+    fn an_empty_command_line_gives_the_defaults() {
+        // (Run without PAYROUTE_BENCH_* variables set: they would be read.)
+        let cli = Cli::try_parse_from(["bench"]).unwrap();
+        assert_eq!(cli.args, Args::default());
+    }
+
+    #[test]
+    fn parses_port_pairs() {
+        assert_eq!(parse_ports("8001,8002"), Ok((8001, 8002)));
+        assert_eq!(parse_ports("0, 0"), Ok((0, 0)));
+        assert!(parse_ports("8001").is_err());
+    }
+}

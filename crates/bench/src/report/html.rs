@@ -1,0 +1,203 @@
+//! `report.html`: one self-contained page (inline CSS and SVG, nothing fetched, no
+//! script) with the headline figures, the charts over time and one table each for the
+//! processes, the consistency checks and the stages.
+
+use super::charts::charts;
+use super::figures::{cpu_during_test, percent_of_ceiling};
+use super::format::{esc, megabytes, money};
+use super::RunOutput;
+use crate::runner::RunData;
+use crate::score::ceiling;
+use std::fmt::Write as _;
+
+/// The page's style sheet.
+const STYLE: &str = "
+body{font-family:sans-serif;margin:24px;color:#222;max-width:1160px}
+h1{font-size:20px} h2{font-size:16px;margin-top:28px}
+table{border-collapse:collapse;font-size:13px} td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+th{background:#f3f3f3} td.l,th.l{text-align:left}
+.big{display:flex;flex-wrap:wrap;gap:12px} .big div{border:1px solid #ccc;border-radius:6px;padding:8px 14px;min-width:140px}
+.big b{display:block;font-size:20px} .warn{background:#fff0f0;border:2px solid #d62728;padding:8px 12px;margin:8px 0;font-weight:bold}
+.ok{background:#f0fff0;border:1px solid #2ca02c;padding:6px 12px;margin:8px 0}
+pre{background:#f7f7f7;padding:10px;font-size:12px;overflow:auto}
+";
+
+/// `report.html`.
+pub fn html(o: &RunOutput) -> String {
+    let d = &o.data;
+    let mut h = String::new();
+    head(&mut h, d);
+    warnings(&mut h, o);
+    headline(&mut h, d);
+    h.push_str("<h2>Over time</h2><p>Dashed lines: stage changes (D = default processor, F = fallback: delay, FAIL when failing). Solid line: end of the payments.</p>");
+    for c in charts(d) {
+        let _ = write!(h, "<div>{c}</div>");
+    }
+    processes_table(&mut h, o);
+    checks_table(&mut h, d);
+    stages_table(&mut h, d);
+    let _ = write!(
+        h,
+        "<h2>Official result file</h2><pre>{}</pre><h2>Command</h2><pre>{}</pre></body></html>",
+        esc(&d.results.to_json()),
+        esc(&o.command)
+    );
+    h
+}
+
+/// The document's head, the title and what was run.
+fn head(h: &mut String, d: &RunData) {
+    let title = format!(
+        "payroute bench — {} — {}",
+        d.plan.scenario.name(),
+        d.backend_url
+    );
+    let _ = write!(
+        h,
+        r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{}</title><style>{STYLE}</style></head><body>"#,
+        esc(&title)
+    );
+    let _ = write!(h, "<h1>{}</h1>", esc(&title));
+    let _ = write!(
+        h,
+        "<p>Test started {} · {:.0} s · {} VUs · teardown at {:.1} s · results comparable with the published <code>{}</code></p>",
+        esc(&d.started_at),
+        d.plan.duration.as_secs_f64(),
+        d.plan.max_vus,
+        d.teardown_at,
+        d.plan.scenario.results_file()
+    );
+}
+
+/// Caixa dois, whether the limits held, and exits of started processes.
+fn warnings(h: &mut String, o: &RunOutput) {
+    let s = &o.data.score;
+    if s.caixa_dois() {
+        let _ = write!(
+            h,
+            r#"<div class="warn">CAIXA DOIS: the backend counted {} more payments than were accepted (negative lag): disqualified in the challenge.</div>"#,
+            -s.lag
+        );
+    }
+    let limits_class = if o.limits.is_warning() { "warn" } else { "ok" };
+    let _ = write!(
+        h,
+        r#"<div class="{limits_class}">{}</div>"#,
+        esc(&o.limits.describe())
+    );
+    for e in &o.events {
+        let _ = write!(h, r#"<div class="warn"><pre>{}</pre></div>"#, esc(e));
+    }
+}
+
+/// The big figures, how the ceiling is computed, and the latency of the whole test.
+fn headline(h: &mut String, d: &RunData) {
+    let s = &d.score;
+    let big = [
+        ("profit (total_liquido)", money(s.total_liquido)),
+        ("of the ceiling", format!("{:.1}%", percent_of_ceiling(d))),
+        ("p99", format!("{} ms", crate::js::js_string(s.p99))),
+        (
+            "bonus",
+            format!("{}%", crate::js::big_percent_string(s.bonus)),
+        ),
+        ("inconsistencies", format!("{}", d.inputs.inconsistencies)),
+        ("lag", format!("{}", s.lag)),
+        (
+            "default / fallback",
+            format!("{} / {}", s.default_requests, s.fallback_requests),
+        ),
+        (
+            "payments ok / failed",
+            format!("{} / {}", d.inputs.successes, d.inputs.failures),
+        ),
+    ];
+    h.push_str(r#"<div class="big">"#);
+    for (k, v) in big {
+        let _ = write!(h, "<div>{}<b>{}</b></div>", esc(k), esc(&v));
+    }
+    h.push_str("</div>");
+    let _ = write!(
+        h,
+        "<p>Ceiling: every successful payment through the default processor at the scenario's fee ({}%), bonus at p99 = 0 (22%), no fine: {}.</p>",
+        crate::js::big_percent_string(d.plan.scenario.fees().0),
+        money(ceiling(d.plan.scenario, d.inputs.successes))
+    );
+    let _ = write!(
+        h,
+        "<p>Latency over the whole test (k6 percentiles over {} answered requests): p50 {:.3} ms · p90 {:.3} ms · p99 {:.3} ms · max {:.3} ms.</p>",
+        d.p99_sample_size, d.overall_ms[0], d.overall_ms[1], d.overall_ms[2], d.overall_ms[3]
+    );
+}
+
+/// What each started process used, then the bench itself.
+fn processes_table(h: &mut String, o: &RunOutput) {
+    h.push_str("<h2>Processes</h2>");
+    if o.usage.is_empty() {
+        h.push_str("<p>No process was started by the bench.</p>");
+    } else {
+        h.push_str(r#"<table><tr><th class="l">process</th><th>pid</th><th>CPU s during the test</th><th>CPU s total</th><th>peak RSS MB</th><th>throttled s</th><th>limits enforced</th></tr>"#);
+        for p in &o.usage {
+            let _ = write!(
+                h,
+                r#"<tr><td class="l">{}</td><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{:.1}</td><td>{}</td><td>{}</td></tr>"#,
+                esc(&p.name),
+                p.pid,
+                cpu_during_test(o, p),
+                p.cpu_seconds,
+                megabytes(p.peak_rss_bytes),
+                p.throttled_seconds
+                    .map(|x| format!("{x:.2}"))
+                    .unwrap_or_else(|| "n/a".into()),
+                if p.limits_enforced { "yes" } else { "no" }
+            );
+        }
+        h.push_str("</table>");
+    }
+    let _ = write!(
+        h,
+        "<p>The bench itself (load generator, same machine) used {:.2} CPU s during the test.</p>",
+        o.data.bench_cpu_seconds
+    );
+}
+
+/// Each consistency check: its window, the three summaries and what it counted.
+fn checks_table(h: &mut String, d: &RunData) {
+    h.push_str(r#"<h2>Consistency checks</h2><table><tr><th>t (s)</th><th class="l">window</th><th>backend default</th><th>processor default</th><th>backend fallback</th><th>processor fallback</th><th>statuses</th><th>inconsistencies</th></tr>"#);
+    for c in &d.checks {
+        let _ = write!(
+            h,
+            r#"<tr><td>{:.1}</td><td class="l">{} → {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:?}</td><td>{}</td></tr>"#,
+            c.t,
+            esc(&c.from),
+            esc(&c.to),
+            c.backend.default_requests,
+            c.default.total_requests,
+            c.backend.fallback_requests,
+            c.fallback.total_requests,
+            c.statuses,
+            c.inconsistencies
+        );
+    }
+    h.push_str("</table>");
+}
+
+/// Each stage: when it was planned and sent, both processors' settings, the answers.
+fn stages_table(h: &mut String, d: &RunData) {
+    h.push_str(r#"<h2>Stages</h2><table><tr><th>planned (s)</th><th>sent (s)</th><th class="l">default</th><th class="l">fallback</th><th>statuses</th></tr>"#);
+    for st in &d.stages {
+        let g = st.planned.stage;
+        let _ = write!(
+            h,
+            r#"<tr><td>{:.2}</td><td>{:.2}</td><td class="l">delay {} ms{}</td><td class="l">delay {} ms{}</td><td>{:?}</td></tr>"#,
+            st.planned.at.as_secs_f64(),
+            st.t,
+            g.default_delay_ms,
+            if g.default_failure { ", failing" } else { "" },
+            g.fallback_delay_ms,
+            if g.fallback_failure { ", failing" } else { "" },
+            st.statuses
+        );
+    }
+    h.push_str("</table>");
+}

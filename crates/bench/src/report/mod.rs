@@ -1,0 +1,47 @@
+//! The outputs of a run besides the official JSON: `report.html` (self-contained:
+//! inline CSS and hand-written SVG, nothing fetched, no script), the flat list of
+//! figures that `--runs` aggregates (and the aggregate), and the short human summary.
+//!
+//! - `figures`: what the report derives from a run (share of the ceiling, CPU during
+//!   the test, the backend's peaks, the end audit), and the flat list of figures;
+//! - `text`: the summary printed at the end of a run;
+//! - `html`: the page; `charts`: its charts, one function each; `svg`: the chart
+//!   primitive they are drawn with;
+//! - `runs`: the min / median / max of every figure across `--runs`;
+//! - `format`: money, megabytes and HTML escaping, shared by the others.
+//!
+//! Hand-written SVG rather than a plotting crate: five line charts with a legend and
+//! stage markers are a hundred lines, and the report stays a few hundred kilobytes.
+
+mod charts;
+mod figures;
+mod format;
+mod html;
+mod runs;
+mod svg;
+mod text;
+
+pub use figures::{
+    backend_peak_cores, end_audit_difference, figures, peak_cores, percent_of_ceiling,
+};
+pub use html::html;
+pub use runs::{aggregate, median};
+pub use text::summary_text;
+
+use crate::runner::RunData;
+use crate::topology::{LimitsNote, ProcUsage};
+
+/// A finished run with what the report needs beyond the measurements.
+pub struct RunOutput {
+    pub data: RunData,
+    /// Usage of each started process when it was stopped.
+    pub usage: Vec<ProcUsage>,
+    pub limits: LimitsNote,
+    /// Exits and restarts of started processes during the run.
+    pub events: Vec<String>,
+    /// The command line, for the record.
+    pub command: String,
+}
+
+#[cfg(test)]
+mod snapshot_tests;

@@ -1,0 +1,283 @@
+//! Snapshots of the report: `report.html`, the summary text and the figures of two
+//! fixed runs, compared byte for byte with the files in `snapshots/`, so that a change
+//! to the report's code that was meant to change nothing is seen to change nothing.
+//!
+//! After an intended change of the output: `UPDATE_SNAPSHOTS=1 cargo test -p bench
+//! snapshot` rewrites the files; review their diff.
+
+use super::{figures, html, summary_text, RunOutput};
+use crate::recorder::Second;
+use crate::runner::{Check, HealthSample, RunData, StageRun, UsageSample};
+use crate::scenario::{Plan, Scenario};
+use crate::score::{self, BackendSummary, Inputs, OfficialResults, ProcessorSummary};
+use crate::topology::{LimitsNote, ProcUsage};
+use hdrhistogram::Histogram;
+use std::path::PathBuf;
+use std::time::Duration;
+
+fn processor(requests: f64, amount: f64, fee: f64) -> ProcessorSummary {
+    ProcessorSummary {
+        total_requests: requests,
+        total_amount: amount,
+        fee_per_transaction: fee,
+    }
+}
+
+fn backend(default: f64, fallback: f64) -> BackendSummary {
+    BackendSummary {
+        default_requests: default,
+        default_amount: default * 20.05,
+        fallback_requests: fallback,
+        fallback_amount: fallback * 20.05,
+    }
+}
+
+/// Second `i` of the test: latencies spread over two decades, one silent second.
+fn second(i: u64) -> Second {
+    let mut latency = Histogram::new_with_bounds(1, 15_000_000, 2).unwrap();
+    if i != 4 {
+        for k in 1..=50 {
+            latency.record(200 + k * k * (i + 1)).unwrap();
+        }
+    }
+    Second {
+        latency,
+        payments_ok: 10 * i,
+        payments_failed: i % 3,
+        no_answer: u64::from(i == 6),
+        other: 2,
+    }
+}
+
+fn usage(name: &str, pid: u32, cpu: f64, throttled: Option<f64>) -> ProcUsage {
+    ProcUsage {
+        name: name.into(),
+        pid,
+        cpu_seconds: cpu,
+        peak_rss_bytes: 10_000_000 + u64::from(pid) * 4096,
+        throttled_seconds: throttled,
+        limits_enforced: throttled.is_some(),
+    }
+}
+
+fn usage_sample(t: u32) -> UsageSample {
+    let t = f64::from(t);
+    UsageSample {
+        t,
+        cpu_seconds: vec![
+            ("worker".into(), 0.1 * t + 0.01 * t * t),
+            ("api1".into(), 0.05 * t),
+            ("processor-default".into(), 0.02 * t),
+        ],
+    }
+}
+
+fn health(t: u32) -> HealthSample {
+    let t = f64::from(t) + 0.25;
+    HealthSample {
+        t,
+        queue_depth: (t * 3.0) % 7.0,
+        in_flight: t * 2.0,
+        accepted: Some(t * 10.0),
+        processed_default: (t < 8.0).then_some(t * 8.0),
+        processed_fallback: Some(t * t),
+    }
+}
+
+/// A final scaled to 10 s that the bench ran against payroute it started: every
+/// chart, both tables filled, a restart event, caixa dois and a differing audit.
+fn own_run() -> RunOutput {
+    let plan = Plan::new(Scenario::Final, Some(Duration::from_secs(10)), Some(20));
+    let inputs = Inputs {
+        scenario: Scenario::Final,
+        participant: "payroute".into(),
+        max_requests: "20".into(),
+        successes: 140,
+        failures: 3,
+        inconsistencies: 2.0,
+        p99_ms: 1.2549,
+        default: processor(100.0, 2005.0, 0.07),
+        fallback: processor(45.0, 902.25, 0.1),
+        backend: None,
+        timestamp: "2025-07-10T12:00:12.345Z".into(),
+    };
+    let score = score::compute(&inputs);
+    let results = OfficialResults::new(&inputs, &score);
+    let checks = vec![
+        Check {
+            t: 0.002,
+            from: "2025-07-10T11:59:46.000Z".into(),
+            to: "2025-07-10T11:59:59.000Z".into(),
+            backend: backend(0.0, 0.0),
+            default: processor(0.0, 0.0, 0.07),
+            fallback: processor(0.0, 0.0, 0.1),
+            statuses: [200, 200, 200],
+            inconsistencies: 0.0,
+        },
+        Check {
+            t: 5.01,
+            from: "2025-07-10T11:59:51.000Z".into(),
+            to: "2025-07-10T12:00:04.000Z".into(),
+            backend: backend(50.0, 10.0),
+            default: processor(49.0, 982.45, 0.07),
+            fallback: processor(11.0, 220.55, 0.1),
+            statuses: [200, 0, 503],
+            inconsistencies: 2.0,
+        },
+    ];
+    let stages = plan
+        .stages
+        .iter()
+        .enumerate()
+        .map(|(i, p)| StageRun {
+            planned: *p,
+            t: p.at.as_secs_f64() + 0.001 * i as f64,
+            statuses: [200, 200, 200, if i == 3 { 0 } else { 200 }],
+        })
+        .collect();
+    let usage_at_start = vec![
+        usage("worker", 101, 0.5, Some(0.0)),
+        usage("api1", 102, 0.25, Some(0.0)),
+        usage("processor-default", 103, 0.1, None),
+    ];
+    let data = RunData {
+        plan,
+        backend_url: "http://127.0.0.1:9999".into(),
+        inputs,
+        score,
+        results,
+        seconds: (0..11).map(second).collect(),
+        checks,
+        stages,
+        health: (0..11).map(health).collect(),
+        usage_samples: (0..12).map(usage_sample).collect(),
+        usage_at_start,
+        requests: 160,
+        p99_sample_size: 150,
+        overall_ms: [0.21, 0.48, 1.2549, 28.375],
+        bench_cpu_seconds: 0.75,
+        started_at: "2025-07-10T12:00:00.000Z".into(),
+        teardown_at: 11.25,
+        end_audit: Some(backend(101.0, 45.0)),
+    };
+    RunOutput {
+        data,
+        usage: vec![
+            usage("worker", 101, 2.5, Some(0.03)),
+            usage("api1", 102, 1.0, Some(0.0)),
+            usage("processor-default", 103, 0.4, None),
+        ],
+        limits: LimitsNote::Enforced("cgroup v1, 1.5 CPU & 350 MB <in all>".into()),
+        events: vec!["api1 (pid 102) exited: signal: 9 (SIGKILL)\nrestarted after 0.5 s".into()],
+        command: "payroute bench --scenario final --duration 10 --max-requests 20 --out \"a<b>\""
+            .into(),
+    }
+}
+
+/// A preview against a given backend: nothing started, no `/health`, no checks, no
+/// latency to chart; the end audit unreadable.
+fn given_run() -> RunOutput {
+    let plan = Plan::new(Scenario::Preview, None, None);
+    let inputs = Inputs {
+        scenario: Scenario::Preview,
+        participant: "anonymous".into(),
+        max_requests: "550".into(),
+        successes: 16_752,
+        failures: 0,
+        inconsistencies: 0.0,
+        p99_ms: 1.25,
+        default: processor(16_752.0, 333_364.8, 0.05),
+        fallback: processor(0.0, 0.0, 0.15),
+        backend: Some(BackendSummary {
+            default_requests: 16_752.0,
+            default_amount: 333_364.8,
+            fallback_requests: 0.0,
+            fallback_amount: 0.0,
+        }),
+        timestamp: "2025-07-10T12:01:11.000Z".into(),
+    };
+    let score = score::compute(&inputs);
+    let results = OfficialResults::new(&inputs, &score);
+    let data = RunData {
+        plan,
+        backend_url: "http://127.0.0.1:19999/api".into(),
+        inputs,
+        score,
+        results,
+        // Nothing answered in time: the latency chart has no data.
+        seconds: (0..3).map(|_| second(4)).collect(),
+        checks: Vec::new(),
+        stages: Vec::new(),
+        health: Vec::new(),
+        usage_samples: Vec::new(),
+        usage_at_start: Vec::new(),
+        requests: 16_800,
+        p99_sample_size: 16_790,
+        overall_ms: [0.2, 0.5, 1.25, 16.0],
+        bench_cpu_seconds: 1.5,
+        started_at: "2025-07-10T12:00:00.000Z".into(),
+        teardown_at: 61.0,
+        end_audit: None,
+    };
+    RunOutput {
+        data,
+        usage: Vec::new(),
+        limits: LimitsNote::NotApplicable,
+        events: Vec::new(),
+        command: "payroute bench --scenario preview --backend http://127.0.0.1:19999/api".into(),
+    }
+}
+
+/// The figures one a line, each number exactly (`{:?}` prints the shortest string that
+/// reads back as the same `f64`).
+fn figures_text(o: &RunOutput) -> String {
+    figures(o)
+        .iter()
+        .map(|(name, value)| format!("{name} = {value:?}\n"))
+        .collect()
+}
+
+/// Compares `actual` with the snapshot `name`, or rewrites it when `UPDATE_SNAPSHOTS`
+/// is set.
+fn check_snapshot(name: &str, actual: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("src/report/snapshots")
+        .join(name);
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_SNAPSHOTS=1 writes it)", path.display()));
+    if actual != expected {
+        let at = actual
+            .chars()
+            .zip(expected.chars())
+            .position(|(a, b)| a != b)
+            .unwrap_or(actual.chars().count().min(expected.chars().count()));
+        let around =
+            |s: &str| -> String { s.chars().skip(at.saturating_sub(80)).take(160).collect() };
+        panic!(
+            "{name} differs from {} at character {at}:\n  expected …{}…\n  actual   …{}…",
+            path.display(),
+            around(&expected),
+            around(actual)
+        );
+    }
+}
+
+#[test]
+fn report_of_a_run_the_bench_started_is_unchanged() {
+    let o = own_run();
+    check_snapshot("own.html.snap", &html(&o));
+    check_snapshot("own.txt.snap", &summary_text(&o));
+    check_snapshot("own.figures.snap", &figures_text(&o));
+}
+
+#[test]
+fn report_of_a_given_backend_is_unchanged() {
+    let o = given_run();
+    check_snapshot("given.html.snap", &html(&o));
+    check_snapshot("given.txt.snap", &summary_text(&o));
+    check_snapshot("given.figures.snap", &figures_text(&o));
+}
