@@ -187,6 +187,12 @@ async fn post_payment(state: &State, req: Request<Incoming>) -> Response<Body> {
             StatusCode::OK,
             Bytes::from_static(br#"{"message":"payment already accepted"}"#),
         ),
+        Ok(SubmitStatus::Conflict) => netio::json(
+            StatusCode::CONFLICT,
+            Bytes::from_static(
+                br#"{"error":"correlationId was already accepted with another amount","field":"correlationId"}"#,
+            ),
+        ),
         Ok(SubmitStatus::QueueFull) => netio::error(
             StatusCode::SERVICE_UNAVAILABLE,
             "queue is full, try again later",

@@ -48,6 +48,7 @@ async fn every_submit_status_has_its_http_answer() {
     let cases = [
         (SubmitStatus::Accepted, 202, ""),
         (SubmitStatus::Duplicate, 200, "already accepted"),
+        (SubmitStatus::Conflict, 409, "another amount"),
         (SubmitStatus::QueueFull, 503, "queue is full"),
         // The worker could not make the payment durable (disk full): a 503 the client
         // may retry, never a 500.

@@ -25,8 +25,12 @@ pub enum Request {
 pub enum SubmitStatus {
     /// Taken: it will be forwarded and recorded exactly once.
     Accepted,
-    /// This correlationId was accepted before; nothing new was queued.
+    /// This correlationId was accepted before with the same amount; nothing new was
+    /// queued.
     Duplicate,
+    /// This correlationId was accepted before with another amount: a reused
+    /// idempotency key with other parameters. Nothing changed.
+    Conflict,
     /// The queue is at capacity; nothing was queued.
     QueueFull,
     /// The payment could not be made durable (the log failed); nothing was queued.
@@ -146,6 +150,7 @@ impl Message for Reply {
                     SubmitStatus::Duplicate => 1,
                     SubmitStatus::QueueFull => 2,
                     SubmitStatus::Unavailable => 3,
+                    SubmitStatus::Conflict => 4,
                 });
             }
             Reply::Summary(s) => {
@@ -172,6 +177,7 @@ impl Message for Reply {
                 1 => SubmitStatus::Duplicate,
                 2 => SubmitStatus::QueueFull,
                 3 => SubmitStatus::Unavailable,
+                4 => SubmitStatus::Conflict,
                 _ => return Err(DecodeError::Malformed),
             }),
             T_SUMMARY => {

@@ -14,4 +14,4 @@ pub mod time;
 pub use money::Cents;
 pub use payment::{PaymentRequest, Processor};
 pub use summary::{Summary, SummaryQuery, SummaryStore, Totals};
-pub use time::Micros;
+pub use time::{Micros, Mono};

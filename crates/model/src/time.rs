@@ -10,6 +10,25 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Micros(pub i64);
 
+/// Microseconds on a monotonic clock with an arbitrary origin (a process's start). Only
+/// differences mean something: every duration payroute measures (timeouts, backoff,
+/// latencies, probe spacing) is one of these, so a wall-clock jump changes none of
+/// them. Never stored, never sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Mono(pub i64);
+
+impl Mono {
+    /// Microseconds from `earlier` to `self` (negative if `earlier` is later).
+    pub const fn since(self, earlier: Mono) -> i64 {
+        self.0.saturating_sub(earlier.0)
+    }
+
+    /// `us` microseconds after `self`.
+    pub const fn after(self, us: i64) -> Mono {
+        Mono(self.0.saturating_add(us))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("must be an ISO-8601 UTC timestamp such as 2025-07-10T12:34:56.000Z")]
 pub struct TimestampError;

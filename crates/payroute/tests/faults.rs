@@ -973,11 +973,20 @@ fn duplicates_count_once() {
                 "{} accepted twice",
                 ids[n]
             ),
-            200 => {}
+            200 | 409 => {}
             s => panic!("{}: status {s}", ids[n]),
         }
     }
     assert_eq!(accepted.len(), IDS, "every id accepted once");
+    // The same id again: the same amount is the earlier outcome (200); another amount
+    // is a reused idempotency key (409). Either way nothing new.
+    for &(n, cents, status) in &answers {
+        match status {
+            200 => assert_eq!(cents, accepted[&n], "{}: 200 for another amount", ids[n]),
+            409 => assert_ne!(cents, accepted[&n], "{}: 409 for the same amount", ids[n]),
+            _ => {}
+        }
+    }
     sys.drain();
     let sent: Vec<Sent> = (0..IDS)
         .map(|n| Sent {
@@ -999,6 +1008,14 @@ fn duplicates_count_once() {
     sys.start_worker();
     for (n, id) in ids.iter().enumerate() {
         let body = format!(r#"{{"correlationId":"{id}","amount":99.99}}"#);
+        let r = post_json(&sys.api(n % 2), "/payments", &body).unwrap();
+        assert_eq!(r.status, 409, "{id} after the restart: {}", r.body);
+        let cents = accepted[&n];
+        let body = format!(
+            r#"{{"correlationId":"{id}","amount":{}.{:02}}}"#,
+            cents / 100,
+            cents % 100
+        );
         let r = post_json(&sys.api(n % 2), "/payments", &body).unwrap();
         assert_eq!(r.status, 200, "{id} after the restart: {}", r.body);
     }

@@ -4,7 +4,7 @@
 //! each request in flight holds its own connection (HTTP/1.1 has no multiplexing), so
 //! the pool grows to the number of payments in flight and stays there.
 
-use crate::engine::{HealthReport, LookupResult, SendResult};
+use crate::engine::{HealthReport, LookupResult, SendResult, StoredCopy};
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -138,7 +138,16 @@ impl ProcessorClient {
             .get(&format!("{base}/payments/{}", id.hyphenated()))
             .await
         {
-            Ok((StatusCode::OK, _, _)) => LookupResult::Found,
+            Ok((StatusCode::OK, _, body)) => match parse_copy(&body) {
+                Some(copy) => LookupResult::Found(copy),
+                None => {
+                    tracing::warn!(
+                        "unreadable payment from a processor: {}",
+                        String::from_utf8_lossy(&body[..body.len().min(200)])
+                    );
+                    LookupResult::Error
+                }
+            },
             Ok((StatusCode::NOT_FOUND, _, _)) => LookupResult::NotFound,
             _ => LookupResult::Error,
         }
@@ -194,10 +203,31 @@ pub fn classify(status: StatusCode) -> SendResult {
         200..=299 => SendResult::Stored,
         422 => SendResult::AlreadyStored,
         429 => SendResult::Throttled,
-        // 500 by the official processor's definition stores nothing; any other
-        // answer is a refusal that stores nothing either.
+        // The server gave up waiting for the request: nothing stored, worth a retry.
+        408 => SendResult::Failed,
+        // Any other 4XX: the processor refuses this payment as it is; the same request
+        // again gets the same answer.
+        400..=499 => SendResult::Rejected,
+        // 500 by the official processor's definition stores nothing; so does any
+        // other answer (5XX, or a 1XX/3XX a processor should never send).
         _ => SendResult::Failed,
     }
+}
+
+/// The processor's copy of a payment: `{"correlationId", "amount", "requestedAt"}`.
+fn parse_copy(body: &[u8]) -> Option<StoredCopy> {
+    #[derive(serde::Deserialize)]
+    struct Copy<'a> {
+        #[serde(borrow)]
+        amount: &'a serde_json::value::RawValue,
+        #[serde(rename = "requestedAt")]
+        requested_at: String,
+    }
+    let c: Copy<'_> = serde_json::from_slice(body).ok()?;
+    Some(StoredCopy {
+        amount: model::Cents::parse_json_number(c.amount.get()).ok()?,
+        requested_at: model::Micros::parse(&c.requested_at).ok()?,
+    })
 }
 
 fn parse_health(body: &[u8]) -> Option<HealthReport> {
@@ -221,7 +251,10 @@ mod tests {
             (429, SendResult::Throttled),
             (500, SendResult::Failed),
             (503, SendResult::Failed),
-            (400, SendResult::Failed),
+            (400, SendResult::Rejected),
+            (404, SendResult::Rejected),
+            (408, SendResult::Failed),
+            (302, SendResult::Failed),
         ];
         for (code, want) in cases {
             assert_eq!(
@@ -230,6 +263,20 @@ mod tests {
                 "{code}"
             );
         }
+    }
+
+    #[test]
+    fn reads_a_processors_copy() {
+        let body = br#"{"correlationId":"4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3","amount":19.9,"requestedAt":"2025-07-10T12:34:56.789Z"}"#;
+        assert_eq!(
+            parse_copy(body),
+            Some(StoredCopy {
+                amount: model::Cents(1990),
+                requested_at: model::Micros::parse("2025-07-10T12:34:56.789Z").unwrap(),
+            })
+        );
+        assert_eq!(parse_copy(br#"{"amount":"x","requestedAt":"2025"}"#), None);
+        assert_eq!(parse_copy(b"{}"), None);
     }
 
     #[test]

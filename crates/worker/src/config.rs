@@ -17,9 +17,24 @@ pub const DEFAULT_DEFAULT_URL: &str = "http://payment-processor-default:8080";
 pub const DEFAULT_FALLBACK_URL: &str = "http://payment-processor-fallback:8080";
 /// The payment log's directory, a volume in the compose file.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/payroute";
+/// Acknowledged after the write: a machine crash is far rarer than a process crash,
+/// and the bench shows what a disk sync per batch costs the p99 (docs/BENCHMARKS.md).
+pub const DEFAULT_ACK_AFTER: AckAfter = AckAfter::Write;
 /// The official processors allow one health call per 5 s; polling faster only earns
 /// 429s.
 pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// When a payment is acknowledged to the api, and so what a crash can take back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AckAfter {
+    /// After the accept is written (page cache): survives a crash of the worker
+    /// process; a crash of the machine may lose the last `fsync` interval of accepts.
+    Write,
+    /// After the accept is synced to disk (`fdatasync`, grouped per batch of
+    /// requests): survives a crash of the machine; costs a disk sync per batch on the
+    /// accept path.
+    Fsync,
+}
 
 fn ms(us: i64) -> u64 {
     (us / 1000) as u64
@@ -54,8 +69,14 @@ pub struct Args {
     #[arg(long, env = "PAYROUTE_FSYNC_INTERVAL_MS",
           default_value_t = log_defaults().sync_interval.map_or(0, |d| d.as_millis() as u64))]
     pub fsync_interval_ms: u64,
+    /// When a payment is acknowledged: `write` (the accept is in the page cache:
+    /// survives a crash of the worker, not of the machine; no disk wait on the accept
+    /// path) or `fsync` (synced to disk first: survives a machine crash; every accept
+    /// waits for a disk sync, grouped per batch).
+    #[arg(long, env = "PAYROUTE_ACK_AFTER", value_enum, default_value_t = DEFAULT_ACK_AFTER)]
+    pub ack_after: AckAfter,
     /// Compact the payment log once it holds this many records (40 bytes each) and
-    /// more than twice what a snapshot needs.
+    /// twice the records of its last snapshot.
     #[arg(long, env = "PAYROUTE_COMPACT_MIN_RECORDS",
           default_value_t = log_defaults().compact_min_records)]
     pub compact_min_records: u64,
@@ -99,6 +120,7 @@ pub struct Config {
     pub health_interval: Duration,
     /// The payment log; `None` keeps everything in memory only (tests).
     pub log: Option<LogConfig>,
+    pub ack_after: AckAfter,
 }
 
 impl Config {
@@ -113,6 +135,7 @@ impl Config {
             client: ClientConfig::default(),
             health_interval: DEFAULT_HEALTH_INTERVAL,
             log: None,
+            ack_after: DEFAULT_ACK_AFTER,
         }
     }
 
@@ -124,6 +147,7 @@ impl Config {
         c.engine.probe_interval_us = a.probe_interval_ms as i64 * 1000;
         c.client.request_timeout = Duration::from_millis(a.request_timeout_ms);
         c.health_interval = Duration::from_millis(a.health_interval_ms);
+        c.ack_after = a.ack_after;
         let mut log = LogConfig::new(a.data_dir.clone());
         log.sync_interval =
             (a.fsync_interval_ms > 0).then(|| Duration::from_millis(a.fsync_interval_ms));

@@ -3,8 +3,8 @@
 //! the result back to the engine. It decides nothing itself.
 
 use crate::client::ProcessorClient;
-use crate::engine::{self, Action, SendResult};
-use crate::log::Record;
+use crate::engine::Action;
+use crate::log::Compaction;
 use crate::state::WorkerState;
 use model::Micros;
 use netio::CancellationToken;
@@ -25,59 +25,29 @@ pub(crate) async fn dispatch_loop(
     const IDLE_TICK: Duration = Duration::from_millis(100);
     let mut actions = Vec::with_capacity(BATCH);
     loop {
-        let wake_at = {
+        let (must_sync, wake_at, compaction) = {
             let mut guard = state.core();
             let c = &mut *guard;
-            let now = Micros::now();
-            while actions.len() < BATCH {
-                match c.engine.next_action(now) {
-                    Some(a) => actions.push(a),
-                    None => break,
-                }
-            }
-            if let Some(log) = c.log.as_mut() {
-                // Every timestamp is on disk before its request leaves: after a crash,
-                // the payment is resolved on that processor before anything else.
-                for a in &actions {
-                    if let Action::Send {
-                        id,
-                        processor,
-                        requested_at,
-                        ..
-                    } = *a
-                    {
-                        log.append(&Record::Sent {
-                            id,
-                            processor,
-                            requested_at,
-                        });
-                    }
-                }
-                if let Err(e) = log.flush() {
-                    tracing::error!("payment log write failed; holding sends back: {e}");
-                    for a in actions.drain(..) {
-                        match a {
-                            Action::Send { attempt, .. } => {
-                                c.engine.on_send_result(attempt, SendResult::NotSent, now);
-                            }
-                            Action::Lookup { attempt, .. } => {
-                                c.engine.on_lookup_result(
-                                    attempt,
-                                    engine::LookupResult::Error,
-                                    now,
-                                );
-                            }
-                        }
-                    }
-                }
-                if log.wants_compaction(c.engine.live_payments()) {
-                    if let Err(e) = log.compact(&c.engine) {
-                        tracing::error!("payment log compaction failed: {e}");
-                    }
-                }
-            }
-            c.engine.next_wakeup(now)
+            let now = state.mono();
+            let must_sync = c.take_actions(now, Micros::now(), BATCH, &mut actions);
+            let compaction = match c.journal.as_mut() {
+                Some(log) if log.wants_compaction() => Some(log.begin_compaction(&c.engine)),
+                _ => None,
+            };
+            (must_sync, c.engine.next_wakeup(now), compaction)
         };
+        if let Some(job) = compaction {
+            tokio::spawn(compact(state.clone(), job));
+        }
+        // Every timestamp is on disk before its request leaves: after any crash, the
+        // payment is resolved on that processor before anything else.
+        if must_sync {
+            if let Err(e) = sync_log(&state).await {
+                tracing::error!("syncing the payment log failed; holding sends back: {e}");
+                state.core().undo(&actions, state.mono());
+                actions.clear();
+            }
+        }
         let full = actions.len() == BATCH;
         for a in actions.drain(..) {
             tokio::spawn(execute(state.clone(), client.clone(), urls.clone(), a));
@@ -87,7 +57,7 @@ pub(crate) async fn dispatch_loop(
             continue;
         }
         let sleep = wake_at.map_or(IDLE_TICK, |t| {
-            Duration::from_micros((t.0 - Micros::now().0).clamp(500, 100_000) as u64)
+            Duration::from_micros(t.since(state.mono()).clamp(500, 100_000) as u64)
         });
         tokio::select! {
             _ = state.wake.notified() => {}
@@ -119,12 +89,7 @@ async fn execute(
             {
                 let mut c = state.core();
                 let was_failing = c.engine.view(processor).failing();
-                let effect = c.engine.on_send_result(attempt, result, Micros::now());
-                if let Some(r) = Record::of_effect(effect) {
-                    if let Err(e) = c.write(&r) {
-                        tracing::error!("payment log write failed: {e}");
-                    }
-                }
+                c.on_send_result(attempt, result, state.mono());
                 let failing = c.engine.view(processor).failing();
                 if failing != was_failing {
                     tracing::info!(
@@ -145,14 +110,44 @@ async fn execute(
             id,
         } => {
             let result = client.lookup(&urls[processor.index()], id).await;
-            let mut c = state.core();
-            let effect = c.engine.on_lookup_result(attempt, result, Micros::now());
-            if let Some(r) = Record::of_effect(effect) {
-                if let Err(e) = c.write(&r) {
-                    tracing::error!("payment log write failed: {e}");
-                }
-            }
+            state.core().on_lookup_result(attempt, result, state.mono());
         }
     }
     state.wake.notify_one();
+}
+
+/// Syncs the payment log on a blocking thread, outside the engine's lock.
+pub(crate) async fn sync_log(state: &WorkerState) -> std::io::Result<()> {
+    let Some(handle) = state.sync.clone() else {
+        return Ok(());
+    };
+    tokio::task::spawn_blocking(move || handle.sync())
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+}
+
+/// Steps 2 and 3 of a compaction (step 1 was taken under the lock by the loop): the
+/// snapshot is written and synced on a blocking thread, then swapped in.
+async fn compact(state: Arc<WorkerState>, job: Compaction) {
+    let written = tokio::task::spawn_blocking(move || {
+        let r = job.write_snapshot();
+        (job, r)
+    })
+    .await;
+    let mut c = state.core();
+    let Some(log) = c.journal.as_mut() else {
+        return;
+    };
+    match written {
+        Ok((job, Ok(()))) => {
+            if let Err(e) = log.finish_compaction(job) {
+                tracing::error!("payment log compaction failed: {e}");
+            }
+        }
+        Ok((job, Err(e))) => {
+            tracing::error!("payment log compaction failed writing its snapshot: {e}");
+            log.abort_compaction(job);
+        }
+        Err(e) => tracing::error!("payment log compaction task failed: {e}"),
+    }
 }

@@ -3,7 +3,7 @@
 
 use crate::client::{HealthPoll, ProcessorClient};
 use crate::state::WorkerState;
-use model::{Micros, Processor};
+use model::Processor;
 use netio::CancellationToken;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +26,7 @@ pub(crate) async fn poll_health(
                 let changed = {
                     let mut c = state.core();
                     let before = c.engine.view(p).failing();
-                    c.engine.on_health(p, r, Micros::now());
+                    c.engine.on_health(p, r, state.mono());
                     before != c.engine.view(p).failing()
                 };
                 if changed || last_error.take().is_some() {

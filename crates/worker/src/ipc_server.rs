@@ -1,7 +1,7 @@
 //! The worker's side of the IPC: the api instances' connections, served on a thread
 //! of their own, each request answered from memory without waiting on anything.
 
-use crate::log::Record;
+use crate::config::AckAfter;
 use crate::observe;
 use crate::state::WorkerState;
 use ipc::{Connection, Reply, Request, SubmitStatus};
@@ -63,12 +63,28 @@ async fn serve_ipc(stream: UnixStream, state: Arc<WorkerState>) {
             }
             return;
         }
-        let mut woke = false;
-        for req in requests.drain(..) {
-            conn.queue(&handle(&state, req, &mut woke));
-        }
-        if woke {
+        let mut accepted = 0usize;
+        let mut replies: Vec<Reply> = requests
+            .drain(..)
+            .map(|req| handle(&state, req, &mut accepted))
+            .collect();
+        if accepted > 0 {
             state.wake.notify_one();
+            if state.ack == AckAfter::Fsync {
+                if let Err(e) = crate::dispatch::sync_log(&state).await {
+                    // Written but not known to be on disk: the client is told to retry
+                    // (a retry with the same correlationId gets the definitive answer).
+                    tracing::error!("syncing accepted payments failed: {e}");
+                    for r in &mut replies {
+                        if *r == Reply::Submit(SubmitStatus::Accepted) {
+                            *r = Reply::Submit(SubmitStatus::Unavailable);
+                        }
+                    }
+                }
+            }
+        }
+        for r in &replies {
+            conn.queue(r);
         }
         if conn.flush().await.is_err() {
             return;
@@ -76,31 +92,20 @@ async fn serve_ipc(stream: UnixStream, state: Arc<WorkerState>) {
     }
 }
 
-fn handle(state: &WorkerState, req: Request, woke: &mut bool) -> Reply {
+/// Answers one request from memory. `accepted` counts the payments accepted.
+fn handle(state: &WorkerState, req: Request, accepted: &mut usize) -> Reply {
     match req {
         Request::Submit { id, amount } => {
-            let mut c = state.core();
-            let mut status = c.engine.submit(id, amount);
+            let status = state.core().submit(id, amount, state.mono());
             if status == SubmitStatus::Accepted {
-                // Durable before acknowledged: a crash after this reply loses nothing.
-                if let Err(e) = c.write(&Record::Accepted { id, amount }) {
-                    tracing::error!("payment log write failed; refusing payments: {e}");
-                    c.engine.cancel_accept(&id);
-                    status = SubmitStatus::Unavailable;
-                } else {
-                    *woke = true;
-                }
+                *accepted += 1;
             }
             Reply::Submit(status)
         }
         Request::Summary(q) => Reply::Summary(state.core().engine.summary(&q)),
         Request::Purge => {
-            let mut c = state.core();
-            c.engine.purge();
-            if let Some(log) = c.log.as_mut() {
-                if let Err(e) = log.clear() {
-                    tracing::error!("emptying the payment log failed: {e}");
-                }
+            if let Err(e) = state.core().purge() {
+                tracing::error!("emptying the payment log failed: {e}");
             }
             tracing::info!("purged every payment");
             Reply::Purged

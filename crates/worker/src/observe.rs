@@ -4,12 +4,12 @@
 use crate::engine;
 use crate::state::WorkerState;
 use model::metrics::Exposition;
-use model::{Micros, Processor};
+use model::Processor;
 
 pub(crate) fn health_json(state: &WorkerState) -> String {
     let c = state.core();
     let e = &c.engine;
-    let now = Micros::now();
+    let now = state.mono();
     let view = |p: Processor| {
         let v = e.view(p);
         serde_json::json!({
@@ -24,14 +24,22 @@ pub(crate) fn health_json(state: &WorkerState) -> String {
             })),
         })
     };
+    let unknown = e.unknown_fates(now);
+    let log_ok = c.journal_health() == crate::core::JournalHealth::Ok;
+    let parked = e.parked().len();
     let c = &e.counters;
     serde_json::json!({
-        "status": "ok",
+        "status": if log_ok { "ok" } else { "degraded: the payment log cannot be written; payments are refused" },
         "uptime_s": state.started.elapsed().as_secs(),
         "queue_depth": e.queue_depth(),
         "in_flight": e.in_flight(),
         "accepted": c.accepted,
         "processed": {"default": c.processed[0], "fallback": c.processed[1]},
+        "unknown_fate": {"payments": unknown.count, "oldest_age_ms": unknown.oldest_age_us / 1000},
+        "parked": parked,
+        "rejected": {"default": c.rejected[0], "fallback": c.rejected[1]},
+        "duplicates": c.duplicates,
+        "conflicts": c.conflicts,
         "processors": {"default": view(Processor::Default), "fallback": view(Processor::Fallback)},
     })
     .to_string()
@@ -40,7 +48,7 @@ pub(crate) fn health_json(state: &WorkerState) -> String {
 pub(crate) fn metrics_text(state: &WorkerState) -> String {
     let core = state.core();
     let e = &core.engine;
-    let now = Micros::now();
+    let now = state.mono();
     let c = e.counters.clone();
     let mut x = Exposition::new();
     x.family(
@@ -145,7 +153,68 @@ pub(crate) fn metrics_text(state: &WorkerState) -> String {
         "Expected latency of a payment request sent now.",
         |p| e.view(p).expected_latency_us(now) as f64 / 1e6,
     );
-    if let Some(log) = &core.log {
+    let unknown = e.unknown_fates(now);
+    x.family(
+        "payroute_unknown_fate_payments",
+        "gauge",
+        "Payments whose request to a processor may still land there: bound to it until it tells.",
+    )
+    .sample("payroute_unknown_fate_payments", "", unknown.count as f64);
+    x.family(
+        "payroute_unknown_fate_oldest_age_seconds",
+        "gauge",
+        "Age of the oldest unknown fate.",
+    )
+    .sample(
+        "payroute_unknown_fate_oldest_age_seconds",
+        "",
+        unknown.oldest_age_us as f64 / 1e6,
+    );
+    x.family(
+        "payroute_payments_parked",
+        "gauge",
+        "Payments a processor refused for good (a 4XX), never retried.",
+    )
+    .sample("payroute_payments_parked", "", e.parked().len() as f64);
+    x.per_processor(
+        "payroute_payments_rejected_total",
+        "counter",
+        "Payments a processor refused for good (a 4XX).",
+        |p| c.rejected[p.index()] as f64,
+    );
+    x.family(
+        "payroute_payments_conflict_total",
+        "counter",
+        "Submits of a known correlationId with another amount (409).",
+    )
+    .sample("payroute_payments_conflict_total", "", c.conflicts as f64);
+    x.family(
+        "payroute_copies_differing_total",
+        "counter",
+        "Payments recorded from a processor's copy that differed from payroute's.",
+    )
+    .sample(
+        "payroute_copies_differing_total",
+        "",
+        c.copies_differing as f64,
+    );
+    x.family(
+        "payroute_ids_forgotten_total",
+        "counter",
+        "correlationIds forgotten after the de-duplication retention.",
+    )
+    .sample("payroute_ids_forgotten_total", "", c.forgotten as f64);
+    x.family(
+        "payroute_log_write_errors_total",
+        "counter",
+        "Failed writes of the payment log (each refused or held back what it carried).",
+    )
+    .sample(
+        "payroute_log_write_errors_total",
+        "",
+        core.write_errors as f64,
+    );
+    if let Some(log) = &core.journal {
         x.family(
             "payroute_log_records",
             "gauge",

@@ -1,25 +1,32 @@
-//! Deterministic simulation of the dispatcher: the real [`Engine`] and the real log
-//! replay, driven by a seeded clock, simulated clients and simulated processors that
-//! are slow, fail, refuse (429), lose answers after storing, and a worker that crashes
-//! and restarts from its log.
+//! Deterministic simulation of the dispatcher: the real [`Core`] (engine + the rules of
+//! what is written before what) and the real log replay and snapshot, driven by a
+//! seeded clock, simulated clients and simulated processors that are slow (up to far
+//! longer than any timeout), fail, refuse (429), reject (4XX), lose answers after
+//! storing, and a worker that crashes and restarts from its log: after a process crash
+//! (the log kept whole), or a power loss (the log cut back to its last sync). The log's
+//! writes fail now and then (a full disk); it is compacted and purged during traffic;
+//! the wall clock jumps.
 //!
 //! After every step: no payment is stored by two processors; every payment the engine
-//! recorded is stored at that processor with the timestamp the engine recorded; every
-//! accepted payment is either recorded or pending (nothing lost). At the end, with the
-//! faults healed: every accepted payment is stored exactly once and recorded, and the
-//! summary equals the processors' books for random windows.
+//! recorded is stored at that processor as the engine recorded it; every acknowledged
+//! payment is recorded, pending or parked (nothing lost); a parked one is stored
+//! nowhere. At the end, with the faults healed: every acknowledged payment is stored
+//! exactly once and recorded, and the summary equals the processors' books for random
+//! windows.
 //!
 //! `SIM_SEEDS=N` runs N seeds (default 2000); `SIM_SEED=S` runs only seed S:
 //! `SIM_SEED=S cargo test -p worker --test sim -- --nocapture`.
 
-use model::{Cents, Micros, Processor, SummaryQuery};
+use model::{Cents, Micros, Mono, Processor, SummaryQuery};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use uuid::Uuid;
+use worker::core::{Core, Journal};
 use worker::engine::{
     Action, AttemptId, Effect, Engine, EngineConfig, HealthReport, LookupResult, SendResult,
+    StoredCopy,
 };
-use worker::log::{restore, Record};
+use worker::log::{restore, snapshot, Record};
 
 /// splitmix64: small, fast, good enough to explore schedules.
 struct Rng(u64);
@@ -41,9 +48,53 @@ impl Rng {
 }
 
 const MS: i64 = 1000;
-const T0: i64 = 1_750_000_000_000_000;
+/// The wall clock at the simulation's start (it may jump later).
+const WALL0: i64 = 1_750_000_000_000_000;
 /// The client's timeout of a payment request (the worker's `request_timeout`).
 const TIMEOUT: i64 = 3_000 * MS;
+
+/// The simulated payment log: records written, how many of them are synced, and a
+/// switch that makes writes fail (a full disk).
+#[derive(Default, Clone)]
+struct MemJournal {
+    records: Vec<Record>,
+    buf: Vec<Record>,
+    synced: usize,
+    full: bool,
+}
+
+impl Journal for MemJournal {
+    fn append(&mut self, r: &Record) {
+        self.buf.push(*r);
+    }
+    fn write(&mut self) -> std::io::Result<()> {
+        if self.full {
+            self.buf.clear();
+            return Err(std::io::Error::other("no space left on device"));
+        }
+        self.records.append(&mut self.buf);
+        Ok(())
+    }
+    fn clear(&mut self) -> std::io::Result<()> {
+        self.buf.clear();
+        self.records.clear();
+        self.synced = 0;
+        Ok(())
+    }
+}
+
+impl MemJournal {
+    fn sync(&mut self) {
+        self.synced = self.records.len();
+    }
+}
+
+/// When the worker acknowledges an accept (the `--ack-after` setting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ack {
+    Write,
+    Fsync,
+}
 
 #[derive(Debug, Clone, Copy)]
 enum Ev {
@@ -75,34 +126,52 @@ enum Ev {
         result: LookupResult,
     },
     Poll(Processor),
+    /// The periodic grouped fdatasync.
+    Sync,
     Chaos,
     Crash,
+    PowerLoss,
+    Compact,
+    Purge,
     Wake,
 }
 
 struct Proc {
     failing: bool,
     delay_ms: i64,
+    /// Per mille of requests answered with a 400 (the payment refused for good).
+    rejects: u64,
     stored: HashMap<Uuid, (Micros, Cents)>,
 }
 
 struct World {
     rng: Rng,
-    now: Micros,
+    now: Mono,
+    /// Wall clock minus monotonic clock: changes when the wall clock jumps.
+    wall_offset: i64,
     seq: u64,
     events: BinaryHeap<Reverse<(i64, u64, usize)>>,
     slab: Vec<Ev>,
-    engine: Engine,
+    core: Core<MemJournal>,
     epoch: u32,
-    log: Vec<Record>,
     procs: [Proc; 2],
-    accepted: HashSet<Uuid>,
+    ack: Ack,
+    /// Payments acknowledged to a client: they must never be lost.
+    acked: HashSet<Uuid>,
+    /// Accepted and written but not yet synced, in `Fsync` mode: not acknowledged yet.
+    unsynced_accepts: Vec<Uuid>,
     recorded: HashMap<Uuid, (Processor, Micros, Cents)>,
+    /// Payments from before a purge that a processor stored after it: nobody's now.
+    orphans: HashSet<Uuid>,
+    /// Ids submitted before the last purge: their late retries are not sent.
+    purged_below: u128,
     chaos: bool,
     /// Per mille chances of the faults.
     lose_answer: u64,
     throttle: u64,
+    disk_full: u64,
     crashes: u32,
+    power_losses: u32,
     /// Payments the current step touched: checked in full after it.
     touched: Vec<Uuid>,
     /// Running totals of `recorded`, per processor: (count, cents).
@@ -111,11 +180,7 @@ struct World {
 }
 
 fn cfg() -> EngineConfig {
-    EngineConfig {
-        // Short settle so the simulation covers the "free again" branch.
-        unknown_settle_us: 8_000 * MS,
-        ..EngineConfig::default()
-    }
+    EngineConfig::default()
 }
 
 impl World {
@@ -123,33 +188,55 @@ impl World {
         let mut rng = Rng(seed);
         let lose_answer = rng.below(80);
         let throttle = rng.below(60);
+        let disk_full = rng.below(3) * rng.below(100);
+        let ack = if rng.chance(500) {
+            Ack::Write
+        } else {
+            Ack::Fsync
+        };
+        let rejects = [rng.below(2) * rng.below(20), rng.below(2) * rng.below(20)];
         World {
             rng,
-            now: Micros(T0),
+            now: Mono(0),
+            wall_offset: WALL0,
             seq: 0,
             events: BinaryHeap::new(),
             slab: Vec::new(),
-            engine: Engine::new(cfg()),
+            core: Core::new(Engine::new(cfg()), MemJournal::default()),
             epoch: 0,
-            log: Vec::new(),
-            procs: [0, 1].map(|_| Proc {
+            procs: rejects.map(|rejects| Proc {
                 failing: false,
                 delay_ms: 0,
+                rejects,
                 stored: HashMap::new(),
             }),
-            accepted: HashSet::new(),
+            ack,
+            acked: HashSet::new(),
+            unsynced_accepts: Vec::new(),
             recorded: HashMap::new(),
+            orphans: HashSet::new(),
+            purged_below: 0,
             chaos: true,
             lose_answer,
             throttle,
+            disk_full,
             crashes: 0,
+            power_losses: 0,
             touched: Vec::new(),
             recorded_totals: [(0, 0); 2],
             steps: 0,
         }
     }
 
-    fn at(&mut self, t: Micros, ev: Ev) {
+    fn wall(&self) -> Micros {
+        Micros(self.now.0 + self.wall_offset)
+    }
+
+    fn engine(&self) -> &Engine {
+        &self.core.engine
+    }
+
+    fn at(&mut self, t: Mono, ev: Ev) {
         self.seq += 1;
         self.slab.push(ev);
         self.events
@@ -157,57 +244,47 @@ impl World {
     }
 
     fn after(&mut self, us: i64, ev: Ev) {
-        let t = Micros(self.now.0 + us);
+        let t = self.now.after(us);
         self.at(t, ev);
     }
 
     fn apply(&mut self, effect: Effect) {
-        if let Effect::Recorded {
-            id,
-            processor,
-            requested_at,
-            amount,
-        } = effect
-        {
-            assert!(
-                self.recorded
-                    .insert(id, (processor, requested_at, amount))
-                    .is_none(),
-                "{id} recorded twice"
-            );
-            let t = &mut self.recorded_totals[processor.index()];
-            t.0 += 1;
-            t.1 += amount.0;
-            self.touched.push(id);
-        }
-        if let Some(r) = Record::of_effect(effect) {
-            self.log.push(r);
+        match effect {
+            Effect::Recorded {
+                id,
+                processor,
+                requested_at,
+                amount,
+            } => {
+                assert!(
+                    self.recorded
+                        .insert(id, (processor, requested_at, amount))
+                        .is_none(),
+                    "{id} recorded twice"
+                );
+                let t = &mut self.recorded_totals[processor.index()];
+                t.0 += 1;
+                t.1 += amount.0;
+                self.touched.push(id);
+            }
+            Effect::Rejected { id, .. } => self.touched.push(id),
+            Effect::None | Effect::Released { .. } => {}
         }
     }
 
-    /// Lets the engine act, as the worker's dispatch loop does.
+    /// Lets the engine act, as the worker's dispatch loop does: the sends' timestamps
+    /// are synced before any request leaves.
     fn dispatch(&mut self) {
-        while let Some(a) = self.engine.next_action(self.now) {
-            let (attempt, p) = match a {
-                Action::Send {
-                    attempt,
-                    processor,
-                    id,
-                    requested_at,
-                    ..
-                } => {
-                    self.log.push(Record::Sent {
-                        id,
-                        processor,
-                        requested_at,
-                    });
-                    (attempt, processor)
-                }
-                Action::Lookup {
-                    attempt, processor, ..
-                } => (attempt, processor),
+        let mut actions = Vec::new();
+        let (now, wall) = (self.now, self.wall());
+        if self.core.take_actions(now, wall, usize::MAX, &mut actions) {
+            self.core.journal.sync();
+            self.ack_synced();
+        }
+        for a in actions {
+            let attempt = match a {
+                Action::Send { attempt, .. } | Action::Lookup { attempt, .. } => attempt,
             };
-            let _ = p;
             let net = 100 + self.rng.below(2_000) as i64;
             let epoch = self.epoch;
             self.after(
@@ -219,118 +296,97 @@ impl World {
                 },
             );
         }
-        if let Some(t) = self.engine.next_wakeup(self.now) {
+        if let Some(t) = self.core.engine.next_wakeup(self.now) {
             assert!(t > self.now, "a wake-up in the past would spin");
             self.at(t, Ev::Wake);
         }
     }
 
-    fn step(&mut self, ev: Ev) {
-        match ev {
-            Ev::Submit(n) => {
-                let id = Uuid::from_u128(n);
-                let amount = Cents(1 + self.rng.below(10_000) as i64);
-                self.touched.push(id);
-                if self.engine.submit(id, amount) == ipc::SubmitStatus::Accepted {
-                    self.log.push(Record::Accepted { id, amount });
-                    assert!(self.accepted.insert(id));
+    /// In `Fsync` mode, accepts are acknowledged once a sync covers them.
+    fn ack_synced(&mut self) {
+        for id in std::mem::take(&mut self.unsynced_accepts) {
+            self.acked.insert(id);
+        }
+    }
+
+    fn submit(&mut self, n: u128) {
+        if n <= self.purged_below {
+            return; // a retry from before the purge: that payment is gone for all
+        }
+        let id = Uuid::from_u128(n);
+        let amount = Cents(1 + (n as i64 * 7919) % 10_000);
+        self.touched.push(id);
+        let status = self.core.submit(id, amount, self.now);
+        if status == ipc::SubmitStatus::Accepted {
+            match self.ack {
+                Ack::Write => {
+                    self.acked.insert(id);
+                }
+                Ack::Fsync => {
+                    // The IPC thread syncs after each batch: here, after each submit.
+                    self.core.journal.sync();
+                    self.unsynced_accepts.push(id);
+                    self.ack_synced();
                 }
             }
-            Ev::Arrive {
-                epoch,
-                attempt,
-                action,
-            } => match action {
-                Action::Send {
-                    processor,
-                    id,
-                    amount,
-                    requested_at,
-                    ..
-                } => {
-                    if self.chaos && self.rng.chance(self.throttle) {
-                        self.after(
-                            500,
-                            Ev::SendDone {
-                                epoch,
-                                attempt,
-                                result: SendResult::Throttled,
-                            },
-                        );
-                        return;
-                    }
-                    let delay = self.procs[processor.index()].delay_ms * MS;
-                    let lost = self.chaos && self.rng.chance(self.lose_answer);
-                    // Whether the client will see the answer is decided now, with the
-                    // delay this request actually gets.
-                    let answer = !lost && delay + 500 <= TIMEOUT;
+        }
+    }
+
+    fn arrive(&mut self, epoch: u32, attempt: AttemptId, action: Action) {
+        match action {
+            Action::Send {
+                processor,
+                id,
+                amount,
+                requested_at,
+                ..
+            } => {
+                if self.chaos && self.rng.chance(self.throttle) {
+                    let result = SendResult::Throttled;
                     self.after(
-                        delay,
-                        Ev::Finish {
-                            epoch,
-                            attempt,
-                            processor,
-                            id,
-                            amount,
-                            at: requested_at,
-                            answer,
-                        },
-                    );
-                    if !answer {
-                        // The client gives up at its timeout, whatever happens later.
-                        self.after(
-                            TIMEOUT,
-                            Ev::SendDone {
-                                epoch,
-                                attempt,
-                                result: SendResult::Unknown,
-                            },
-                        );
-                    }
-                }
-                Action::Lookup { processor, id, .. } => {
-                    let result = if self.chaos && self.rng.chance(30) {
-                        LookupResult::Error
-                    } else if self.procs[processor.index()].stored.contains_key(&id) {
-                        LookupResult::Found
-                    } else {
-                        LookupResult::NotFound
-                    };
-                    self.after(
-                        300,
-                        Ev::LookupDone {
+                        500,
+                        Ev::SendDone {
                             epoch,
                             attempt,
                             result,
                         },
                     );
+                    return;
                 }
-            },
-            Ev::Finish {
-                epoch,
-                attempt,
-                processor,
-                id,
-                amount,
-                at,
-                answer,
-            } => {
-                self.touched.push(id);
-                let proc = &mut self.procs[processor.index()];
-                let result = if proc.failing {
-                    SendResult::Failed
-                } else {
-                    match proc.stored.entry(id) {
-                        std::collections::hash_map::Entry::Occupied(_) => SendResult::AlreadyStored,
-                        std::collections::hash_map::Entry::Vacant(v) => {
-                            v.insert((at, amount));
-                            SendResult::Stored
-                        }
-                    }
-                };
-                if answer {
+                if self.chaos && self.rng.chance(self.procs[processor.index()].rejects) {
+                    let result = SendResult::Rejected;
                     self.after(
-                        400,
+                        300,
+                        Ev::SendDone {
+                            epoch,
+                            attempt,
+                            result,
+                        },
+                    );
+                    return;
+                }
+                let delay = self.procs[processor.index()].delay_ms * MS;
+                let lost = self.chaos && self.rng.chance(self.lose_answer);
+                // Whether the client will see the answer is decided now, with the
+                // delay this request actually gets.
+                let answer = !lost && delay + 500 <= TIMEOUT;
+                self.after(
+                    delay,
+                    Ev::Finish {
+                        epoch,
+                        attempt,
+                        processor,
+                        id,
+                        amount,
+                        at: requested_at,
+                        answer,
+                    },
+                );
+                if !answer {
+                    // The client gives up at its timeout, whatever happens later.
+                    let result = SendResult::Unknown;
+                    self.after(
+                        TIMEOUT,
                         Ev::SendDone {
                             epoch,
                             attempt,
@@ -339,13 +395,197 @@ impl World {
                     );
                 }
             }
+            Action::Lookup { processor, id, .. } => {
+                let result = if self.chaos && self.rng.chance(30) {
+                    LookupResult::Error
+                } else {
+                    match self.procs[processor.index()].stored.get(&id) {
+                        Some(&(at, amount)) => LookupResult::Found(StoredCopy {
+                            amount,
+                            requested_at: at,
+                        }),
+                        None => LookupResult::NotFound,
+                    }
+                };
+                self.after(
+                    300,
+                    Ev::LookupDone {
+                        epoch,
+                        attempt,
+                        result,
+                    },
+                );
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &mut self,
+        epoch: u32,
+        attempt: AttemptId,
+        processor: Processor,
+        id: Uuid,
+        amount: Cents,
+        at: Micros,
+        answer: bool,
+    ) {
+        self.touched.push(id);
+        let proc = &mut self.procs[processor.index()];
+        let result = if proc.failing {
+            SendResult::Failed
+        } else {
+            match proc.stored.entry(id) {
+                std::collections::hash_map::Entry::Occupied(_) => SendResult::AlreadyStored,
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert((at, amount));
+                    if id.as_u128() <= self.purged_below {
+                        self.orphans.insert(id);
+                    }
+                    SendResult::Stored
+                }
+            }
+        };
+        if answer {
+            self.after(
+                400,
+                Ev::SendDone {
+                    epoch,
+                    attempt,
+                    result,
+                },
+            );
+        }
+    }
+
+    fn chaos(&mut self) {
+        if !self.chaos {
+            return;
+        }
+        let p = if self.rng.chance(500) { 0 } else { 1 };
+        match self.rng.below(5) {
+            0 => self.procs[p].failing = !self.procs[p].failing,
+            1 => {
+                // Up to far longer than the client's timeout and every lookup
+                // schedule: a processor may hold a request for any time before it
+                // stores it.
+                self.procs[p].delay_ms = [0, 5, 20, 100, 500, 1000, 2000, 5000, 12_000, 30_000]
+                    [self.rng.below(10) as usize]
+            }
+            2 => {
+                // The disk fills up, or frees again.
+                self.core.journal.full = self.rng.chance(self.disk_full);
+            }
+            3 => {
+                // The wall clock jumps (NTP, an operator): only `requestedAt` may see it.
+                let jump = (self.rng.below(600) as i64 - 300) * 1_000 * MS;
+                self.wall_offset += jump;
+            }
+            _ => {
+                self.procs[p].failing = false;
+                self.procs[p].delay_ms = 0;
+            }
+        }
+        let next = 500 + self.rng.below(6_000) as i64;
+        self.after(next * MS, Ev::Chaos);
+    }
+
+    /// The worker dies and starts again from its log: whole (a process crash) or cut
+    /// back to its last sync (a power loss).
+    fn restart(&mut self, power_loss: bool) {
+        self.epoch += 1;
+        let mut journal = self.core.journal.clone();
+        journal.buf.clear();
+        journal.full = false;
+        if power_loss {
+            self.power_losses += 1;
+            journal.records.truncate(journal.synced);
+            // Unsynced accepts were never acknowledged (Fsync) or may be lost by
+            // design (Write): a payment whose accept did not survive was never sent.
+            self.unsynced_accepts.clear();
+        } else {
+            self.crashes += 1;
+        }
+        let mut engine = Engine::new(cfg());
+        restore(&mut engine, &journal.records, self.now);
+        self.core = Core::new(engine, journal);
+        if power_loss && self.ack == Ack::Write {
+            let lost: Vec<Uuid> = self
+                .acked
+                .iter()
+                .filter(|id| !self.core.engine.knows(id))
+                .copied()
+                .collect();
+            for id in lost {
+                let stored = self.procs.iter().any(|p| p.stored.contains_key(&id));
+                assert!(
+                    !stored,
+                    "{id} lost at a power loss, yet stored: it was sent"
+                );
+                self.acked.remove(&id);
+            }
+        }
+        // What the new engine does not consider finished is pending again (its
+        // outcome record was lost with the power): it will be recorded again.
+        let engine = &self.core.engine;
+        self.recorded
+            .retain(|id, _| engine.knows(id) && !engine.is_pending(id));
+        self.recorded_totals = [(0, 0); 2];
+        for (p, _, amount) in self.recorded.values() {
+            let t = &mut self.recorded_totals[p.index()];
+            t.0 += 1;
+            t.1 += amount.0;
+        }
+    }
+
+    /// Compaction: the log replaced by a snapshot of the engine, as the worker does.
+    fn compact(&mut self) {
+        let mut records = Vec::new();
+        snapshot(&self.core.engine, |r| records.push(r));
+        let j = &mut self.core.journal;
+        j.records = records;
+        j.synced = j.records.len();
+    }
+
+    /// The test's setup: payroute and both processors purged at once, with requests
+    /// in flight. What lands afterwards from before the purge is nobody's.
+    fn purge(&mut self, highest_submitted: u128) {
+        self.core.purge().unwrap();
+        for p in &mut self.procs {
+            p.stored.clear();
+        }
+        self.acked.clear();
+        self.unsynced_accepts.clear();
+        self.recorded.clear();
+        self.recorded_totals = [(0, 0); 2];
+        self.orphans.clear();
+        self.purged_below = highest_submitted;
+    }
+
+    fn step(&mut self, ev: Ev) {
+        match ev {
+            Ev::Submit(n) => self.submit(n),
+            Ev::Arrive {
+                epoch,
+                attempt,
+                action,
+            } => self.arrive(epoch, attempt, action),
+            Ev::Finish {
+                epoch,
+                attempt,
+                processor,
+                id,
+                amount,
+                at,
+                answer,
+            } => self.finish(epoch, attempt, processor, id, amount, at, answer),
             Ev::SendDone {
                 epoch,
                 attempt,
                 result,
             } => {
                 if epoch == self.epoch {
-                    let e = self.engine.on_send_result(attempt, result, self.now);
+                    let e = self.core.on_send_result(attempt, result, self.now);
                     self.apply(e);
                 }
             }
@@ -355,7 +595,7 @@ impl World {
                 result,
             } => {
                 if epoch == self.epoch {
-                    let e = self.engine.on_lookup_result(attempt, result, self.now);
+                    let e = self.core.on_lookup_result(attempt, result, self.now);
                     self.apply(e);
                 }
             }
@@ -365,36 +605,32 @@ impl World {
                     failing: pr.failing,
                     min_response_time_ms: pr.delay_ms as u64,
                 };
-                self.engine.on_health(p, report, self.now);
+                self.core.engine.on_health(p, report, self.now);
                 self.after(5_000 * MS, Ev::Poll(p));
             }
-            Ev::Chaos => {
+            Ev::Sync => {
+                self.core.journal.sync();
+                self.ack_synced();
+                // The worker syncs every 20 ms; any period exercises the same states,
+                // and a longer one leaves more unsynced for a power loss to take.
                 if self.chaos {
-                    let p = if self.rng.chance(500) { 0 } else { 1 };
-                    let proc = &mut self.procs[p];
-                    match self.rng.below(3) {
-                        0 => proc.failing = !proc.failing,
-                        1 => {
-                            proc.delay_ms =
-                                [0, 5, 20, 100, 500, 1000, 2000, 5000][self.rng.below(8) as usize]
-                        }
-                        _ => {
-                            proc.failing = false;
-                            proc.delay_ms = 0;
-                        }
-                    }
-                    let next = 500 + self.rng.below(6_000) as i64;
-                    self.after(next * MS, Ev::Chaos);
+                    let next = (20 + self.rng.below(480) as i64) * MS;
+                    self.after(next, Ev::Sync);
                 }
             }
-            Ev::Crash => {
-                // The process dies: in-flight answers go nowhere; the processors keep
-                // what they stored. A new engine starts from the log.
-                self.crashes += 1;
-                self.epoch += 1;
-                self.engine = Engine::new(cfg());
-                let log = self.log.clone();
-                restore(&mut self.engine, &log, self.now);
+            Ev::Chaos => self.chaos(),
+            Ev::Crash => self.restart(false),
+            Ev::PowerLoss => self.restart(true),
+            Ev::Compact => self.compact(),
+            Ev::Purge => {
+                let highest = self
+                    .acked
+                    .iter()
+                    .chain(self.core.engine.pending_ids())
+                    .map(|id| id.as_u128())
+                    .max()
+                    .unwrap_or(0);
+                self.purge(highest.max(self.purged_below));
             }
             Ev::Wake => {}
         }
@@ -402,11 +638,15 @@ impl World {
 
     /// The invariants of one payment.
     fn check_payment(&self, id: &Uuid) {
+        if self.orphans.contains(id) {
+            return;
+        }
         let stored = [0, 1].map(|i| self.procs[i].stored.get(id));
         assert!(
             stored[0].is_none() || stored[1].is_none(),
             "{id} stored by both processors"
         );
+        let engine = self.engine();
         if let Some((p, at, amount)) = self.recorded.get(id) {
             assert_eq!(
                 stored[p.index()],
@@ -414,13 +654,18 @@ impl World {
                 "{id} recorded at {p:?} but not stored so"
             );
             assert!(
-                self.engine.knows(id) && !self.engine.is_pending(id),
+                engine.knows(id) && !engine.is_pending(id),
                 "{id} recorded but still pending"
             );
-        } else if self.accepted.contains(id) {
+        } else if engine.parked().contains_key(id) {
             assert!(
-                self.engine.is_pending(id),
-                "{id} accepted, not recorded and not pending: lost"
+                stored[0].is_none() && stored[1].is_none(),
+                "{id} parked as rejected, yet stored"
+            );
+        } else if self.acked.contains(id) {
+            assert!(
+                engine.is_pending(id),
+                "{id} acknowledged, not recorded, not parked and not pending: lost"
             );
         }
     }
@@ -428,7 +673,8 @@ impl World {
     /// After every step: O(1) global checks, and the payments the step touched in full.
     /// Every 64 steps (and after a crash) every payment is checked.
     fn check(&mut self, full: bool) {
-        let all = self.engine.summary(&SummaryQuery::default());
+        let engine = &self.core.engine;
+        let all = engine.summary(&SummaryQuery::default());
         for p in Processor::ALL {
             let (n, sum) = self.recorded_totals[p.index()];
             assert_eq!(
@@ -439,13 +685,8 @@ impl World {
             );
         }
         assert_eq!(
-            self.accepted.len(),
-            self.recorded.len() + self.engine.pending_len(),
-            "accepted = recorded + pending"
-        );
-        assert_eq!(
-            self.engine.pending_len(),
-            self.engine.queue_depth() + self.engine.in_flight(),
+            engine.pending_len(),
+            engine.queue_depth() + engine.in_flight(),
             "a pending payment is queued or in flight, once"
         );
         let touched = std::mem::take(&mut self.touched);
@@ -454,7 +695,7 @@ impl World {
         }
         if full {
             for id in self
-                .accepted
+                .acked
                 .iter()
                 .chain(self.procs[0].stored.keys())
                 .chain(self.procs[1].stored.keys())
@@ -464,10 +705,10 @@ impl World {
         }
     }
 
-    fn run(&mut self, until: Micros) {
+    fn run(&mut self, until: Mono) {
         while let Some(Reverse((t, _, idx))) = self.events.peek().copied() {
             assert!(
-                self.slab.len() < 2_000_000,
+                self.slab.len() < 3_000_000,
                 "runaway event loop at {:?}",
                 self.now
             );
@@ -475,84 +716,120 @@ impl World {
                 break;
             }
             self.events.pop();
-            self.now = Micros(t);
+            self.now = Mono(t);
             let ev = self.slab[idx];
             self.step(ev);
             self.dispatch();
             self.steps += 1;
-            self.check(self.steps.is_multiple_of(64) || matches!(ev, Ev::Crash));
+            let full = self.steps.is_multiple_of(64)
+                || matches!(ev, Ev::Crash | Ev::PowerLoss | Ev::Purge);
+            self.check(full);
         }
         self.now = until;
     }
 }
 
-fn simulate(seed: u64) -> (usize, u32) {
+/// What a seed did, for the summary line.
+#[derive(Default)]
+struct Totals {
+    payments: usize,
+    crashes: u32,
+    power_losses: u32,
+    parked: usize,
+}
+
+fn simulate(seed: u64) -> Totals {
     let mut w = World::new(seed);
     let payments = 50 + w.rng.below(250) as u128;
     let span = 30_000 * MS;
     for n in 0..payments {
-        let t = Micros(T0 + w.rng.below(span as u64) as i64);
+        let t = Mono(w.rng.below(span as u64) as i64);
         w.at(t, Ev::Submit(n + 1));
         if w.rng.chance(100) {
             // A client retry of the same payment.
-            let t2 = Micros(t.0 + w.rng.below(5_000 * MS as u64) as i64);
+            let t2 = t.after(w.rng.below(5_000 * MS as u64) as i64);
             w.at(t2, Ev::Submit(n + 1));
         }
     }
-    w.at(Micros(T0), Ev::Poll(Processor::Default));
-    w.at(Micros(T0 + 2_500 * MS), Ev::Poll(Processor::Fallback));
-    w.at(Micros(T0 + 1_000 * MS), Ev::Chaos);
+    w.at(Mono(0), Ev::Poll(Processor::Default));
+    w.at(Mono(2_500 * MS), Ev::Poll(Processor::Fallback));
+    w.at(Mono(1_000 * MS), Ev::Chaos);
+    w.at(Mono(20 * MS), Ev::Sync);
     for _ in 0..w.rng.below(4) {
-        let t = Micros(T0 + w.rng.below(span as u64) as i64);
+        let t = Mono(w.rng.below(span as u64) as i64);
         w.at(t, Ev::Crash);
     }
-    w.run(Micros(T0 + span + 5_000 * MS));
-    // Heal: no more faults; everything must finish.
+    for _ in 0..w.rng.below(3) {
+        let t = Mono(w.rng.below(span as u64) as i64);
+        w.at(t, Ev::PowerLoss);
+    }
+    for _ in 0..w.rng.below(4) {
+        let t = Mono(w.rng.below(span as u64) as i64);
+        w.at(t, Ev::Compact);
+    }
+    if w.rng.chance(100) {
+        let t = Mono(w.rng.below(span as u64 / 2) as i64);
+        w.at(t, Ev::Purge);
+    }
+    w.run(Mono(span + 5_000 * MS));
+    // Heal: no more faults; everything must finish. A request held 30 s lands by then.
     w.chaos = false;
+    w.core.journal.full = false;
     for p in &mut w.procs {
         p.failing = false;
         p.delay_ms = 0;
     }
-    w.run(Micros(T0 + span + 120_000 * MS));
+    w.run(Mono(span + 180_000 * MS));
     w.check(true);
+    let engine = &w.core.engine;
     assert_eq!(
-        w.engine.queue_depth() + w.engine.in_flight(),
+        engine.queue_depth() + engine.in_flight(),
         0,
         "work left after healing: queue {} in flight {}; views {:?} / {:?}",
-        w.engine.queue_depth(),
-        w.engine.in_flight(),
-        w.engine.view(Processor::Default),
-        w.engine.view(Processor::Fallback)
+        engine.queue_depth(),
+        engine.in_flight(),
+        engine.view(Processor::Default),
+        engine.view(Processor::Fallback)
     );
-    for id in &w.accepted {
+    for id in &w.acked {
         let n = w.procs.iter().filter(|p| p.stored.contains_key(id)).count();
+        if engine.parked().contains_key(id) {
+            assert_eq!(n, 0, "{id} parked yet stored");
+            continue;
+        }
         assert_eq!(n, 1, "{id} stored {n} times");
         assert!(
             w.recorded.contains_key(id),
             "{id} stored but never recorded"
         );
     }
-    let stored_total: usize = w.procs.iter().map(|p| p.stored.len()).sum();
-    assert_eq!(
-        stored_total,
-        w.accepted.len(),
-        "processors hold payments nobody accepted"
-    );
-    // The summary equals the books for random windows.
+    let stored: Vec<&Uuid> = w
+        .procs
+        .iter()
+        .flat_map(|p| p.stored.keys())
+        .filter(|id| !w.orphans.contains(id))
+        .collect();
+    for id in &stored {
+        assert!(
+            w.recorded.contains_key(id),
+            "{id} stored by a processor, never recorded by payroute"
+        );
+    }
+    // The summary equals the books for random windows (the books without orphans).
     for _ in 0..20 {
-        let a = T0 + w.rng.below((span + 60_000 * MS) as u64) as i64;
+        let a = WALL0 - 300_000 * MS + w.rng.below((span + 660_000 * MS) as u64) as i64;
         let b = a + w.rng.below(20_000 * MS as u64) as i64;
         let q = SummaryQuery {
             from: Some(Micros(a)),
             to: Some(Micros(b)),
         };
-        let s = w.engine.summary(&q);
+        let s = w.core.engine.summary(&q);
         for p in Processor::ALL {
             let (n, sum) = w.procs[p.index()]
                 .stored
-                .values()
-                .filter(|(at, _)| q.contains(*at))
-                .fold((0u64, 0i64), |(n, s), (_, c)| (n + 1, s + c.0));
+                .iter()
+                .filter(|(id, (at, _))| q.contains(*at) && !w.orphans.contains(id))
+                .fold((0u64, 0i64), |(n, s), (_, (_, c))| (n + 1, s + c.0));
             assert_eq!(
                 (s.get(p).count, s.get(p).amount.0),
                 (n, sum),
@@ -560,7 +837,12 @@ fn simulate(seed: u64) -> (usize, u32) {
             );
         }
     }
-    (w.accepted.len(), w.crashes)
+    Totals {
+        payments: w.acked.len(),
+        crashes: w.crashes,
+        power_losses: w.power_losses,
+        parked: w.core.engine.parked().len(),
+    }
 }
 
 #[test]
@@ -575,13 +857,15 @@ fn seeded_simulation() {
             (1..=n).collect()
         }
     };
-    let (mut payments, mut crashes) = (0usize, 0u32);
+    let mut all = Totals::default();
     for &seed in &seeds {
         let r = std::panic::catch_unwind(|| simulate(seed));
         match r {
-            Ok((p, c)) => {
-                payments += p;
-                crashes += c;
+            Ok(t) => {
+                all.payments += t.payments;
+                all.crashes += t.crashes;
+                all.power_losses += t.power_losses;
+                all.parked += t.parked;
             }
             Err(e) => {
                 let msg = e
@@ -596,7 +880,11 @@ fn seeded_simulation() {
         }
     }
     println!(
-        "simulated {} seeds: {payments} payments, {crashes} worker crashes, 0 violations",
-        seeds.len()
+        "simulated {} seeds: {} payments, {} process crashes, {} power losses, {} parked, 0 violations",
+        seeds.len(),
+        all.payments,
+        all.crashes,
+        all.power_losses,
+        all.parked
     );
 }
