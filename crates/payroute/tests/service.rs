@@ -357,7 +357,10 @@ fn duplicates_count_once() {
     assert_eq!(h.pay(0, &id, "19.90").status, 202);
     let again = h.pay(1, &id, "19.90");
     assert_eq!(again.status, 200, "{}", again.body);
-    assert_eq!(h.pay(0, &id.to_uppercase(), "5.00").status, 200);
+    // The same id (in any case) with another amount: a reused key, refused (409).
+    let other = h.pay(0, &id.to_uppercase(), "5.00");
+    assert_eq!(other.status, 409, "{}", other.body);
+    assert_eq!(h.pay(0, &id.to_uppercase(), "19.9").status, 200);
     h.drain(Duration::from_secs(10));
     assert_eq!(h.backend(0, "")[0].0 + h.backend(0, "")[1].0, 1);
     assert_eq!(h.books(""), h.backend(1, ""));
@@ -367,6 +370,7 @@ fn duplicates_count_once() {
     for line in [
         "payroute_payments_accepted_total 1\n",
         "payroute_payments_duplicate_total 2\n",
+        "payroute_payments_conflict_total 1\n",
         "# TYPE payroute_payments_processed_total counter\n",
         "payroute_in_flight{processor=\"fallback\"} 0\n",
         "payroute_processor_request_duration_seconds_count{processor=\"default\"}",
