@@ -67,6 +67,7 @@ struct State {
     worker: WorkerClient,
     max_body: usize,
     body_timeout: Duration,
+    admin_token: Option<String>,
     metrics: Mutex<ApiMetrics>,
 }
 
@@ -80,6 +81,7 @@ pub async fn serve(
         worker: WorkerClient::new(config.worker_socket.clone(), config.worker_timeout),
         max_body: config.max_body_bytes,
         body_timeout: config.body_timeout,
+        admin_token: config.admin_token.clone(),
         metrics: Mutex::new(ApiMetrics::default()),
     });
     let handler = move |req: Request<Incoming>| {
@@ -132,7 +134,10 @@ async fn dispatch(state: &State, req: Request<Incoming>) -> (Route, Response<Bod
             let query = req.uri().query().unwrap_or("");
             (Route::Summary, summary(state, query).await)
         }
-        (&Method::POST, "/purge-payments") => (Route::Purge, purge(state).await),
+        (&Method::POST, "/purge-payments") => {
+            let token = req.headers().get("x-payroute-token").cloned();
+            (Route::Purge, purge(state, token.as_ref()).await)
+        }
         (&Method::GET, "/health") => (Route::Health, health(state).await),
         (&Method::GET, "/metrics") => (Route::Metrics, metrics(state).await),
         (_, "/payments" | "/payments-summary" | "/purge-payments" | "/health" | "/metrics") => (
@@ -216,7 +221,21 @@ async fn summary(state: &State, query: &str) -> Response<Body> {
     }
 }
 
-async fn purge(state: &State) -> Response<Body> {
+/// Whether a request may purge: always when no admin token is set, else only with it.
+fn may_purge(expected: Option<&str>, given: Option<&http::HeaderValue>) -> bool {
+    match expected {
+        None => true,
+        Some(token) => given.is_some_and(|g| g.as_bytes() == token.as_bytes()),
+    }
+}
+
+async fn purge(state: &State, token: Option<&http::HeaderValue>) -> Response<Body> {
+    if !may_purge(state.admin_token.as_deref(), token) {
+        return netio::error(
+            StatusCode::UNAUTHORIZED,
+            "purging needs the X-Payroute-Token header with the admin token",
+        );
+    }
     match state.worker.purge().await {
         Ok(()) => netio::json(
             StatusCode::OK,

@@ -30,9 +30,13 @@ async fn fake_worker(listener: UnixListener, status: SubmitStatus) {
 
 async fn post_status(addr: std::net::SocketAddr) -> (u16, String) {
     let body = r#"{"correlationId":"4a7901b8-7d26-4d9d-aa19-4dc1c7cf60b3","amount":19.90}"#;
+    post(addr, "/payments", "", body).await
+}
+
+async fn post(addr: std::net::SocketAddr, path: &str, headers: &str, body: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).await.unwrap();
     let req = format!(
-        "POST /payments HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).await.unwrap();
@@ -71,6 +75,38 @@ async fn every_submit_status_has_its_http_answer() {
         let (got, body) = post_status(addr).await;
         assert_eq!(got, want, "{status:?}: {body}");
         assert!(body.contains(text), "{status:?}: {body}");
+        shutdown.cancel();
+        api.await.unwrap().unwrap();
+        worker.abort();
+    }
+}
+
+#[tokio::test]
+async fn purge_needs_the_admin_token_when_one_is_set() {
+    for token in [None, Some("s3cret")] {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("worker.sock");
+        let worker = tokio::spawn(fake_worker(
+            UnixListener::bind(&socket).unwrap(),
+            SubmitStatus::Accepted,
+        ));
+        let listener = Listener::bind(&"127.0.0.1:0".parse().unwrap()).unwrap();
+        let netio::ListenAddr::Tcp(addr) = listener.local_addr().unwrap() else {
+            unreachable!()
+        };
+        let shutdown = CancellationToken::new();
+        let config = api::Config {
+            admin_token: token.map(String::from),
+            ..api::Config::new(socket)
+        };
+        let api = tokio::spawn(api::serve(config, listener, shutdown.clone()));
+        let (bare, _) = post(addr, "/purge-payments", "", "").await;
+        let (wrong, _) = post(addr, "/purge-payments", "X-Payroute-Token: nope\r\n", "").await;
+        let (right, _) = post(addr, "/purge-payments", "X-Payroute-Token: s3cret\r\n", "").await;
+        match token {
+            None => assert_eq!((bare, wrong, right), (200, 200, 200)),
+            Some(_) => assert_eq!((bare, wrong, right), (401, 401, 200)),
+        }
         shutdown.cancel();
         api.await.unwrap().unwrap();
         worker.abort();

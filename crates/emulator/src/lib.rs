@@ -36,15 +36,26 @@ pub struct Args {
     )]
     pub listen: ListenAddr,
     /// Fee per transaction as a fraction (0.05 = 5%).
-    #[arg(long, env = "PAYROUTE_PROCESSOR_FEE", default_value_t = Config::default().fee)]
+    #[arg(long, env = "PAYROUTE_PROCESSOR_FEE", default_value_t = Config::default().fee,
+          value_parser = fee_fraction)]
     pub fee: f64,
     /// Initial admin token (X-Rinha-Token).
     #[arg(long, env = "PAYROUTE_PROCESSOR_TOKEN", default_value_t = Config::default().token)]
     pub token: String,
     /// Window of the health endpoint's rate limiter, in seconds.
     #[arg(long, env = "PAYROUTE_PROCESSOR_RATE_LIMIT_SECS",
-          default_value_t = Config::default().health_window.as_secs())]
+          default_value_t = Config::default().health_window.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=3_600))]
     pub rate_limit_secs: u64,
+}
+
+/// A fee as a fraction of the amount: at least 0, below 1.
+fn fee_fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if (0.0..1.0).contains(&f) => Ok(f),
+        Ok(_) => Err(format!("`{s}` must be a fraction in [0, 1): 0.05 is 5%")),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// `POST /payments` requests in flight at once: the official concurrency limiter's
@@ -158,6 +169,28 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         args: Args,
+    }
+
+    #[test]
+    fn settings_that_cannot_work_are_refused_naming_the_flag() {
+        for (flag, value) in [
+            ("--fee", "5"),
+            ("--fee=-0.1", ""),
+            ("--fee", "NaN"),
+            ("--rate-limit-secs", "0"),
+        ] {
+            let argv: Vec<&str> = ["processor", flag, value]
+                .into_iter()
+                .filter(|a| !a.is_empty())
+                .collect();
+            let err = match Cli::try_parse_from(argv) {
+                Ok(_) => panic!("{flag} {value} accepted"),
+                Err(e) => e,
+            };
+            assert_eq!(err.exit_code(), 2, "{flag} {value}");
+            let name = flag.split('=').next().unwrap();
+            assert!(err.to_string().contains(name), "{flag} {value}: {err}");
+        }
     }
 
     #[test]

@@ -55,10 +55,12 @@ pub struct Args {
     #[arg(long, env = "PAYROUTE_WORKER_SOCKET", default_value = DEFAULT_SOCKET)]
     pub socket: PathBuf,
     /// Base URL of the default (cheaper) processor.
-    #[arg(long, env = "PAYROUTE_DEFAULT_URL", default_value = DEFAULT_DEFAULT_URL)]
+    #[arg(long, env = "PAYROUTE_DEFAULT_URL", default_value = DEFAULT_DEFAULT_URL,
+          value_parser = processor_url)]
     pub default_url: String,
     /// Base URL of the fallback processor.
-    #[arg(long, env = "PAYROUTE_FALLBACK_URL", default_value = DEFAULT_FALLBACK_URL)]
+    #[arg(long, env = "PAYROUTE_FALLBACK_URL", default_value = DEFAULT_FALLBACK_URL,
+          value_parser = processor_url)]
     pub fallback_url: String,
     /// Directory of the payment log (created if missing). Every accepted payment and
     /// every outcome is written there before it is acknowledged, and replayed on start.
@@ -81,21 +83,25 @@ pub struct Args {
           default_value_t = log_defaults().compact_min_records)]
     pub compact_min_records: u64,
     /// Payments waiting to be sent at most; beyond it POST /payments answers 503.
-    #[arg(long, env = "PAYROUTE_QUEUE_CAPACITY", default_value_t = engine().queue_capacity)]
+    #[arg(long, env = "PAYROUTE_QUEUE_CAPACITY", default_value_t = engine().queue_capacity,
+          value_parser = at_least_one_usize)]
     pub queue_capacity: usize,
     /// A processor is used while it is expected to answer within this many ms, so that
     /// payments are settled before the auditor's windows (which end 1.5–2 s in the
     /// past) can contain them. Both over budget: the faster working one is used.
     #[arg(long, env = "PAYROUTE_LATENCY_BUDGET_MS",
-          default_value_t = ms(engine().latency_budget_us))]
+          default_value_t = ms(engine().latency_budget_us),
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub latency_budget_ms: u64,
     /// Requests in flight per processor at most (the official processor admits 800).
-    #[arg(long, env = "PAYROUTE_MAX_IN_FLIGHT", default_value_t = engine().max_in_flight[0])]
+    #[arg(long, env = "PAYROUTE_MAX_IN_FLIGHT", default_value_t = engine().max_in_flight[0],
+          value_parser = at_least_one_usize)]
     pub max_in_flight: usize,
     /// A payment request without an answer after this many ms has an unknown fate and
     /// is resolved on the same processor before anything else happens to it.
     #[arg(long, env = "PAYROUTE_REQUEST_TIMEOUT_MS",
-          default_value_t = ClientConfig::default().request_timeout.as_millis() as u64)]
+          default_value_t = ClientConfig::default().request_timeout.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub request_timeout_ms: u64,
     /// Interval of each processor's health poll, in ms. The official processors allow
     /// one call per 5 s; going lower only earns 429s.
@@ -106,8 +112,48 @@ pub struct Args {
     /// While a processor is believed failing, one payment is sent to it at most this
     /// often (ms) to notice its recovery before the next health poll.
     #[arg(long, env = "PAYROUTE_PROBE_INTERVAL_MS",
-          default_value_t = ms(engine().probe_interval_us))]
+          default_value_t = ms(engine().probe_interval_us),
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub probe_interval_ms: u64,
+    /// How long a finished payment's correlationId is remembered, in seconds: a client
+    /// retrying it within that time gets the earlier outcome (or 409 for another
+    /// amount); later it is a new payment. 0 remembers until the next purge. Memory:
+    /// about 90 MB per million remembered ids (docs/BENCHMARKS.md).
+    #[arg(long, env = "PAYROUTE_DEDUP_RETENTION_SECS",
+          default_value_t = engine().dedup_retention_us.map_or(0, |us| (us / 1_000_000) as u64))]
+    pub dedup_retention_secs: u64,
+}
+
+/// A processor's base URL: `http://HOST[:PORT]`, nothing after the authority but an
+/// optional `/`. Anything else is refused at start: a worker that cannot reach a
+/// processor would silently send everything to the other one.
+fn processor_url(s: &str) -> Result<String, String> {
+    let uri: http::Uri = s
+        .parse()
+        .map_err(|e| format!("`{s}` is not a URL ({e}); example: http://localhost:8001"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(format!(
+            "`{s}` must start with http:// (the processors speak plain HTTP)"
+        ));
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("`{s}` has no host; example: http://localhost:8001"));
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(format!(
+            "`{s}` must be a base URL without a path (payroute adds /payments)"
+        ));
+    }
+    Ok(s.trim_end_matches('/').to_string())
+}
+
+/// A count that must be at least 1 (0 would accept payments and never send them).
+fn at_least_one_usize(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Everything the worker needs, built from [`Args`] or by tests.
@@ -145,6 +191,8 @@ impl Config {
         c.engine.latency_budget_us = a.latency_budget_ms as i64 * 1000;
         c.engine.max_in_flight = [a.max_in_flight; 2];
         c.engine.probe_interval_us = a.probe_interval_ms as i64 * 1000;
+        c.engine.dedup_retention_us = (a.dedup_retention_secs > 0)
+            .then(|| (a.dedup_retention_secs.min(i64::MAX as u64 / 1_000_000) as i64) * 1_000_000);
         c.client.request_timeout = Duration::from_millis(a.request_timeout_ms);
         c.health_interval = Duration::from_millis(a.health_interval_ms);
         c.ack_after = a.ack_after;
@@ -166,6 +214,33 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         args: Args,
+    }
+
+    #[test]
+    fn settings_that_cannot_work_are_refused_naming_the_flag() {
+        for (flag, value) in [
+            ("--max-in-flight", "0"),
+            ("--queue-capacity", "0"),
+            ("--request-timeout-ms", "0"),
+            ("--latency-budget-ms", "0"),
+            ("--probe-interval-ms", "0"),
+            ("--health-interval-ms", "50"),
+            ("--default-url", "localhost:8001"),
+            ("--default-url", "https://example.com"),
+            ("--default-url", "http://"),
+            ("--fallback-url", "http://x:8002/payments"),
+            ("--fallback-url", "not a url"),
+            ("--ack-after", "never"),
+        ] {
+            let err = match Cli::try_parse_from(["worker", flag, value]) {
+                Ok(_) => panic!("{flag} {value} accepted"),
+                Err(e) => e,
+            };
+            assert_eq!(err.exit_code(), 2, "{flag} {value}");
+            assert!(err.to_string().contains(flag), "{flag} {value}: {err}");
+        }
+        let ok = Cli::try_parse_from(["worker", "--default-url", "http://127.0.0.1:8001/"]);
+        assert_eq!(ok.unwrap().args.default_url, "http://127.0.0.1:8001");
     }
 
     #[test]
