@@ -5,6 +5,7 @@
 //! except through values handed to it. Everything here is testable with tables and
 //! property tests.
 
+mod buckets;
 pub mod metrics;
 pub mod money;
 pub mod payment;

@@ -1,10 +1,10 @@
 //! The summary: payments each processor accepted, grouped by processor, selected by the
 //! exact `requestedAt` payroute sent, over an inclusive window.
 
+use crate::buckets::BucketTree;
 use crate::money::Cents;
 use crate::payment::Processor;
 use crate::time::{Micros, TimestampError};
-use std::collections::BTreeMap;
 
 /// Count and sum of a set of payments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -19,9 +19,17 @@ impl Totals {
         self.amount += amount;
     }
 
-    fn merge(&mut self, other: &Totals) {
+    pub(crate) fn merge(&mut self, other: &Totals) {
         self.count += other.count;
         self.amount += other.amount;
+    }
+
+    /// `self` without `other`, which it contains (a prefix of it).
+    pub(crate) fn minus(&self, other: &Totals) -> Totals {
+        Totals {
+            count: self.count - other.count,
+            amount: Cents(self.amount.0 - other.amount.0),
+        }
     }
 }
 
@@ -142,11 +150,12 @@ pub fn percent_decode(s: &str) -> Option<String> {
 }
 
 /// Processed payments, indexed by `requestedAt` in milliseconds, one index per
-/// processor. A `BTreeMap` of per-millisecond buckets: a 15 s window touches at most
-/// 15,000 buckets, and a running total answers unbounded queries without a scan.
+/// processor: a [`BucketTree`] of per-millisecond totals with subtree sums, so a window
+/// of any width is summed in O(log n) (the engine answers it under its lock), and a
+/// running total answers unbounded queries at once.
 #[derive(Debug, Default, Clone)]
 pub struct SummaryStore {
-    by_ms: [BTreeMap<i64, Totals>; 2],
+    by_ms: [BucketTree; 2],
     all: [Totals; 2],
 }
 
@@ -158,10 +167,9 @@ impl SummaryStore {
     /// Records one payment that `processor` accepted with `requested_at`.
     pub fn record(&mut self, processor: Processor, requested_at: Micros, amount: Cents) {
         let i = processor.index();
-        self.by_ms[i]
-            .entry(requested_at.millis())
-            .or_default()
-            .add(amount);
+        let mut one = Totals::default();
+        one.add(amount);
+        self.by_ms[i].add(requested_at.millis(), one);
         self.all[i].add(amount);
     }
 
@@ -171,17 +179,15 @@ impl SummaryStore {
 
     /// Every non-empty millisecond bucket, for a snapshot.
     pub fn buckets(&self) -> impl Iterator<Item = (Processor, i64, Totals)> + '_ {
-        Processor::ALL.into_iter().flat_map(move |p| {
-            self.by_ms[p.index()]
-                .iter()
-                .map(move |(&ms, &t)| (p, ms, t))
-        })
+        Processor::ALL
+            .into_iter()
+            .flat_map(move |p| self.by_ms[p.index()].iter().map(move |(ms, t)| (p, ms, t)))
     }
 
     /// Adds a bucket read back from a snapshot.
     pub fn restore_bucket(&mut self, processor: Processor, ms: i64, totals: Totals) {
         let i = processor.index();
-        self.by_ms[i].entry(ms).or_default().merge(&totals);
+        self.by_ms[i].add(ms, totals);
         self.all[i].merge(&totals);
     }
 
@@ -197,12 +203,7 @@ impl SummaryStore {
             // includes exactly the records it would include at microsecond precision.
             let lo = q.from.map_or(i64::MIN, |f| ceil_div(f.0, 1000));
             let hi = q.to.map_or(i64::MAX, |t| t.0.div_euclid(1000));
-            if lo > hi {
-                continue;
-            }
-            for (_, t) in self.by_ms[i].range(lo..=hi) {
-                slot.merge(t);
-            }
+            *slot = self.by_ms[i].range(lo, hi);
         }
         Summary {
             default: out[0],

@@ -117,11 +117,16 @@ pub struct Args {
     pub probe_interval_ms: u64,
     /// How long a finished payment's correlationId is remembered, in seconds: a client
     /// retrying it within that time gets the earlier outcome (or 409 for another
-    /// amount); later it is a new payment. 0 remembers until the next purge. Memory:
-    /// about 90 MB per million remembered ids (docs/BENCHMARKS.md).
+    /// amount); later it is a new payment. Remembered at least this long, at most
+    /// twice. 0 remembers until the next purge or the cap.
     #[arg(long, env = "PAYROUTE_DEDUP_RETENTION_SECS",
           default_value_t = engine().dedup_retention_us.map_or(0, |us| (us / 1_000_000) as u64))]
     pub dedup_retention_secs: u64,
+    /// At most this many correlationIds are remembered (memory: about 50 bytes each,
+    /// docs/BENCHMARKS.md); beyond it the oldest finished ones are forgotten early.
+    #[arg(long, env = "PAYROUTE_DEDUP_MAX_IDS", default_value_t = engine().dedup_max_ids,
+          value_parser = at_least_one_usize)]
+    pub dedup_max_ids: usize,
 }
 
 /// A processor's base URL: `http://HOST[:PORT]`, nothing after the authority but an
@@ -193,6 +198,7 @@ impl Config {
         c.engine.probe_interval_us = a.probe_interval_ms as i64 * 1000;
         c.engine.dedup_retention_us = (a.dedup_retention_secs > 0)
             .then(|| (a.dedup_retention_secs.min(i64::MAX as u64 / 1_000_000) as i64) * 1_000_000);
+        c.engine.dedup_max_ids = a.dedup_max_ids;
         c.client.request_timeout = Duration::from_millis(a.request_timeout_ms);
         c.health_interval = Duration::from_millis(a.health_interval_ms);
         c.ack_after = a.ack_after;

@@ -191,8 +191,8 @@ impl<J: Journal> Core<J> {
     }
 
     /// Forgets every payment and empties the journal.
-    pub fn purge(&mut self) -> io::Result<()> {
-        self.engine.purge();
+    pub fn purge(&mut self, now: Mono) -> io::Result<()> {
+        self.engine.purge(now);
         self.journal.clear()
     }
 }

@@ -104,7 +104,7 @@ fn handle(state: &WorkerState, req: Request, accepted: &mut usize) -> Reply {
         }
         Request::Summary(q) => Reply::Summary(state.core().engine.summary(&q)),
         Request::Purge => {
-            if let Err(e) = state.core().purge() {
+            if let Err(e) = state.core().purge(state.mono()) {
                 tracing::error!("emptying the payment log failed: {e}");
             }
             tracing::info!("purged every payment");

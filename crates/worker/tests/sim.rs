@@ -550,7 +550,7 @@ impl World {
     /// The test's setup: payroute and both processors purged at once, with requests
     /// in flight. What lands afterwards from before the purge is nobody's.
     fn purge(&mut self, highest_submitted: u128) {
-        self.core.purge().unwrap();
+        self.core.purge(self.now).unwrap();
         for p in &mut self.procs {
             p.stored.clear();
         }

@@ -127,14 +127,13 @@ impl PaymentLog {
             .create(true)
             .open(&path)?;
         let mut restorer = Restorer::default();
-        let end =
-            read_records(&mut file, |r| restorer.apply(engine, r, now)).map_err(|e| match e {
-                ReadError::Corrupt(c) => io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("{}: {c}", path.display()),
-                ),
-                ReadError::Io(e) => e,
-            })?;
+        let end = read_records(&mut file, |r| restorer.apply(engine, r)).map_err(|e| match e {
+            ReadError::Corrupt(c) => io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: {c}", path.display()),
+            ),
+            ReadError::Io(e) => e,
+        })?;
         let restored = restorer.finish(engine, now);
         if end.torn_bytes > 0 {
             tracing::warn!(

@@ -160,7 +160,7 @@ pub struct Restorer {
 }
 
 impl Restorer {
-    pub fn apply(&mut self, engine: &mut Engine, r: Record, now: Mono) {
+    pub fn apply(&mut self, engine: &mut Engine, r: Record) {
         match r {
             Record::Accepted { id, amount } => {
                 if !engine.knows(&id) {
@@ -194,18 +194,18 @@ impl Restorer {
                 // `amount` is what the processor holds; the client's is the accept's.
                 let client = self.pending.remove(&id).map_or(amount, |(_, a, _)| a);
                 if !engine.knows(&id) {
-                    engine.restore_done(id, client, processor, requested_at, amount, now);
+                    engine.restore_done(id, client, processor, requested_at, amount);
                     self.out.done += 1;
                 }
             }
             Record::Rejected { id, processor } => {
                 if let Some((_, amount, _)) = self.pending.remove(&id) {
-                    engine.restore_parked(id, amount, processor, now);
+                    engine.restore_parked(id, amount, processor);
                     self.out.parked += 1;
                 }
             }
             Record::Done { id, amount } => {
-                engine.restore_finished(id, amount, now);
+                engine.restore_finished(id, amount);
                 self.out.done += 1;
             }
             Record::Bucket {
@@ -237,7 +237,7 @@ impl Restorer {
 pub fn restore(engine: &mut Engine, records: &[Record], now: Mono) -> Restored {
     let mut r = Restorer::default();
     for rec in records {
-        r.apply(engine, *rec, now);
+        r.apply(engine, *rec);
     }
     r.finish(engine, now)
 }

@@ -377,7 +377,7 @@ fn a_purge_during_a_compaction_abandons_it() {
     let job = log.begin_compaction(&e);
     job.write_snapshot().unwrap();
     log.clear().unwrap();
-    e.purge();
+    e.purge(Mono(0));
     log.finish_compaction(job).unwrap();
     drop(log);
     let (_, opened) = open(&cfg);

@@ -1,0 +1,728 @@
+//! The dispatcher's brain, without IO: the queue, every payment's state, the health
+//! view of both processors, the routing decision and the outcome state machine.
+//!
+//! The IO layer (`dispatch.rs`) asks [`Engine::next_action`] what to do, performs it
+//! (an HTTP call to a processor) and reports the result with
+//! [`Engine::on_send_result`] or [`Engine::on_lookup_result`]. Time is always passed in,
+//! so tests and the deterministic simulation drive the same code with a fake clock:
+//! every duration is measured on a monotonic clock ([`Mono`]); the wall clock
+//! ([`Micros`]) is read only to choose a `requestedAt`.
+//!
+//! Architecture invariant: this module does no IO and reads no clock. Each accepted
+//! payment is, at any moment, in exactly one of: the ready queue, a processor's pinned
+//! queue, an attempt in flight, parked (rejected by a processor), or done (recorded
+//! once in the summary). A payment whose request to a processor may still land there
+//! (its fate is unknown) is never sent to the other processor.
+
+mod config;
+mod outcome;
+mod remembered;
+mod route;
+mod view;
+
+pub use config::EngineConfig;
+pub use outcome::{Action, AttemptId, Effect, LookupResult, SendResult, StoredCopy};
+pub use route::{route, Route};
+pub use view::{HealthReport, ProcessorView};
+
+use remembered::{Known, Remembered};
+
+use ipc::SubmitStatus;
+use model::{Cents, Micros, Mono, Processor, Summary, SummaryQuery, SummaryStore};
+use std::collections::{HashMap, VecDeque};
+use uuid::Uuid;
+
+/// Where a payment stands with one processor.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct AtProcessor {
+    /// The `requestedAt` sent there, kept while a request to it may still land, so
+    /// that every copy that could be stored carries the same timestamp.
+    requested_at: Option<Micros>,
+    /// Since when a request there has had an unknown fate (the first such send), if
+    /// one has: the payment then belongs to this processor until its fate is known.
+    unknown_since: Option<Mono>,
+    /// The processor said it already has the payment (422): its copy is read next.
+    wants_copy: bool,
+}
+
+#[derive(Debug)]
+struct Entry {
+    amount: Cents,
+    at: [AtProcessor; 2],
+    /// Tries of the current resolution on its processor, for backoff and for the
+    /// lookup/resend alternation.
+    tries: u32,
+}
+
+impl Entry {
+    /// The processor this payment is bound to, if a request may still land there or
+    /// the processor claims to have it.
+    fn bound_to(&self) -> Option<Processor> {
+        Processor::ALL.into_iter().find(|p| {
+            let a = &self.at[p.index()];
+            a.unknown_since.is_some() || a.wants_copy
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Attempt {
+    id: Uuid,
+    processor: Processor,
+    started: Mono,
+    kind: AttemptKind,
+}
+
+/// What an attempt is: a `POST /payments` or a `GET /payments/{id}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AttemptKind {
+    Send,
+    Lookup,
+}
+
+/// A payment a processor refused for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parked {
+    pub amount: Cents,
+    pub processor: Processor,
+}
+
+/// A view of the engine's durable state, for log compaction.
+pub struct Snapshot<'a> {
+    engine: &'a Engine,
+}
+
+impl Snapshot<'_> {
+    pub fn buckets(&self) -> impl Iterator<Item = (Processor, i64, model::Totals)> + '_ {
+        self.engine.summary.buckets()
+    }
+
+    /// Every finished payment still remembered, recorded or parked.
+    pub fn done_ids(&self) -> impl Iterator<Item = (&Uuid, Cents)> + '_ {
+        self.engine
+            .known
+            .iter()
+            .filter(|(id, k)| !k.is_pending() && !self.engine.parked.contains_key(id))
+            .map(|(id, k)| (id, k.amount()))
+    }
+
+    /// (id, amount, timestamp per processor) of every pending payment.
+    pub fn pending(&self) -> impl Iterator<Item = (Uuid, Cents, [Option<Micros>; 2])> + '_ {
+        self.engine
+            .pending
+            .iter()
+            .map(|(id, e)| (*id, e.amount, e.at.map(|a| a.requested_at)))
+    }
+
+    /// Every parked payment.
+    pub fn parked(&self) -> impl Iterator<Item = (Uuid, Parked)> + '_ {
+        self.engine.parked.iter().map(|(id, p)| (*id, *p))
+    }
+}
+
+/// Running counts, exported as metrics.
+#[derive(Debug, Clone, Default)]
+pub struct Counters {
+    pub accepted: u64,
+    pub duplicates: u64,
+    /// Submits of a known correlationId with another amount (409).
+    pub conflicts: u64,
+    pub refused_full: u64,
+    pub processed: [u64; 2],
+    pub sends: [u64; 2],
+    pub send_results: [[u64; SendResult::ALL.len()]; 2],
+    pub lookups: [u64; 2],
+    pub unknown_resolved: u64,
+    pub probes: [u64; 2],
+    /// Sends that did not finish their payment (it goes out again).
+    pub retries: u64,
+    pub health_polls: [u64; 2],
+    /// Payments a processor refused for good (4XX), parked.
+    pub rejected: [u64; 2],
+    /// Payments recorded from a processor's copy whose amount or `requestedAt`
+    /// differed from what payroute had.
+    pub copies_differing: u64,
+    /// correlationIds forgotten after the retention.
+    pub forgotten: u64,
+}
+
+/// Payments whose fate on a processor is unknown: how many, and since when the oldest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UnknownFates {
+    pub count: usize,
+    pub oldest_age_us: i64,
+}
+
+/// The dispatcher state. See the module docs.
+#[derive(Debug)]
+pub struct Engine {
+    cfg: EngineConfig,
+    /// Every correlationId accepted and not yet forgotten.
+    known: Remembered,
+    /// Payments accepted and not yet done.
+    pending: HashMap<Uuid, Entry>,
+    /// Payments a processor refused for good.
+    parked: HashMap<Uuid, Parked>,
+    /// Payments free to go to either processor, oldest first.
+    ready: VecDeque<Uuid>,
+    /// Payments bound to a processor (unknown fate, or its copy to read): they may
+    /// only go back to it, each not before its time.
+    pinned: [VecDeque<(Mono, Uuid)>; 2],
+    attempts: HashMap<AttemptId, Attempt>,
+    next_attempt: AttemptId,
+    views: [ProcessorView; 2],
+    summary: SummaryStore,
+    pub counters: Counters,
+}
+
+impl Engine {
+    pub fn new(cfg: EngineConfig) -> Engine {
+        Engine {
+            cfg,
+            known: Remembered::default(),
+            pending: HashMap::new(),
+            parked: HashMap::new(),
+            ready: VecDeque::new(),
+            pinned: [VecDeque::new(), VecDeque::new()],
+            attempts: HashMap::new(),
+            next_attempt: 1,
+            views: Default::default(),
+            summary: SummaryStore::new(),
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    /// Takes a payment from a client. Exactly one `Accepted` per correlationId while it
+    /// is remembered: the same id again is a `Duplicate` with the same amount and a
+    /// `Conflict` with another; neither changes anything.
+    pub fn submit(&mut self, id: Uuid, amount: Cents, now: Mono) -> SubmitStatus {
+        self.forget_expired(now);
+        if let Some(known) = self.known.get(&id) {
+            if known.amount() == amount {
+                self.counters.duplicates += 1;
+                return SubmitStatus::Duplicate;
+            }
+            self.counters.conflicts += 1;
+            return SubmitStatus::Conflict;
+        }
+        if self.queue_depth() >= self.cfg.queue_capacity {
+            self.counters.refused_full += 1;
+            return SubmitStatus::QueueFull;
+        }
+        self.known.insert(id, Known::pending(amount));
+        self.pending.insert(
+            id,
+            Entry {
+                amount,
+                at: Default::default(),
+                tries: 0,
+            },
+        );
+        self.ready.push_back(id);
+        self.counters.accepted += 1;
+        SubmitStatus::Accepted
+    }
+
+    /// Forgets the correlationIds of payments finished longer ago than the retention
+    /// (or beyond the cap), with their parked records.
+    fn forget_expired(&mut self, now: Mono) {
+        let n = self
+            .known
+            .rotate_if_due(now, self.cfg.dedup_retention_us, self.cfg.dedup_max_ids);
+        if n > 0 {
+            self.counters.forgotten += n;
+            let known = &self.known;
+            self.parked.retain(|id, _| known.contains(id));
+        }
+    }
+
+    /// Marks a payment finished (recorded or parked): it leaves `pending` and is
+    /// remembered for the retention.
+    fn finish_payment(&mut self, id: Uuid) {
+        if let Some(e) = self.pending.remove(&id) {
+            self.known.insert(id, Known::finished(e.amount));
+        }
+    }
+
+    /// Restores a payment from the log at start-up (see `log.rs`): `requested_at` says
+    /// where it may have been sent before the restart; there its fate is unknown, and
+    /// it is resolved on that processor before anything else happens to it.
+    pub fn restore_pending(
+        &mut self,
+        id: Uuid,
+        amount: Cents,
+        requested_at: [Option<Micros>; 2],
+        now: Mono,
+    ) {
+        if self.known.contains(&id) {
+            return;
+        }
+        self.known.insert(id, Known::pending(amount));
+        let mut at: [AtProcessor; 2] = Default::default();
+        for p in Processor::ALL {
+            at[p.index()].requested_at = requested_at[p.index()];
+            at[p.index()].unknown_since = requested_at[p.index()].map(|_| now);
+        }
+        let entry = Entry {
+            amount,
+            at,
+            tries: 0,
+        };
+        match entry.bound_to() {
+            Some(p) => self.pinned[p.index()].push_back((now, id)),
+            None => self.ready.push_back(id),
+        }
+        self.pending.insert(id, entry);
+    }
+
+    /// Restores a payment that was recorded before a restart: `amount` is the
+    /// client's, `recorded` what the processor holds.
+    pub fn restore_done(
+        &mut self,
+        id: Uuid,
+        amount: Cents,
+        p: Processor,
+        requested_at: Micros,
+        recorded: Cents,
+    ) {
+        if self.known.contains(&id) {
+            return;
+        }
+        self.known.insert(id, Known::finished(amount));
+        self.summary.record(p, requested_at, recorded);
+        self.counters.processed[p.index()] += 1;
+    }
+
+    /// Restores a snapshot's "this id is done" mark (its amount is in a bucket).
+    pub fn restore_finished(&mut self, id: Uuid, amount: Cents) {
+        self.known.insert(id, Known::finished(amount));
+    }
+
+    /// Restores a payment parked before a restart (a processor refused it for good).
+    pub fn restore_parked(&mut self, id: Uuid, amount: Cents, p: Processor) {
+        self.restore_finished(id, amount);
+        self.parked.insert(
+            id,
+            Parked {
+                amount,
+                processor: p,
+            },
+        );
+    }
+
+    /// Restores a snapshot's summary bucket (see `log.rs`).
+    pub fn restore_bucket(&mut self, p: Processor, ms: i64, totals: model::Totals) {
+        self.summary.restore_bucket(p, ms, totals);
+        self.counters.processed[p.index()] += totals.count;
+    }
+
+    /// Payments accepted and not yet sent (including those waiting to be resent).
+    pub fn queue_depth(&self) -> usize {
+        self.ready.len() + self.pinned[0].len() + self.pinned[1].len()
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.attempts.len()
+    }
+
+    /// Payments accepted and not done.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Whether this payment is accepted and not done.
+    pub fn is_pending(&self, id: &Uuid) -> bool {
+        self.pending.contains_key(id)
+    }
+
+    /// Payments a processor refused for good.
+    pub fn parked(&self) -> &HashMap<Uuid, Parked> {
+        &self.parked
+    }
+
+    /// Payments whose fate on a processor is unknown, and the age of the oldest: each
+    /// is bound to that processor until it tells what it holds.
+    pub fn unknown_fates(&self, now: Mono) -> UnknownFates {
+        let mut out = UnknownFates::default();
+        for e in self.pending.values() {
+            if let Some(since) = e.at.iter().filter_map(|a| a.unknown_since).min() {
+                out.count += 1;
+                out.oldest_age_us = out.oldest_age_us.max(now.since(since));
+            }
+        }
+        out
+    }
+
+    pub fn view(&self, p: Processor) -> &ProcessorView {
+        &self.views[p.index()]
+    }
+
+    pub fn summary(&self, q: &SummaryQuery) -> Summary {
+        self.summary.query(q)
+    }
+
+    /// Forgets every payment, queued or recorded. Attempts in flight finish but
+    /// their results are ignored.
+    pub fn purge(&mut self, now: Mono) {
+        self.known.clear(now);
+        self.pending.clear();
+        self.parked.clear();
+        self.ready.clear();
+        self.pinned = [VecDeque::new(), VecDeque::new()];
+        self.attempts.clear();
+        for v in &mut self.views {
+            v.in_flight.clear();
+        }
+        self.summary.clear();
+        let polls = self.counters.health_polls;
+        self.counters = Counters {
+            health_polls: polls,
+            ..Counters::default()
+        };
+    }
+
+    /// Takes a health poll's answer into the view.
+    pub fn on_health(&mut self, p: Processor, report: HealthReport, now: Mono) {
+        self.views[p.index()].polled = Some((now, report));
+        self.counters.health_polls[p.index()] += 1;
+    }
+
+    /// The next thing to do now, if any. Call until it returns `None`. `wall` is the
+    /// wall clock now: a payment sent now carries it as its `requestedAt`.
+    pub fn next_action(&mut self, now: Mono, wall: Micros) -> Option<Action> {
+        self.forget_expired(now);
+        // Pinned payments first: they are the oldest, and their processor is decided.
+        for p in Processor::ALL {
+            let i = p.index();
+            let due = self.pinned[i].front().is_some_and(|(t, _)| *t <= now);
+            if due && self.views[i].in_flight() < self.cfg.max_in_flight[i] {
+                let (_, id) = self.pinned[i].pop_front().expect("checked");
+                return Some(self.resolve_bound(id, p, now));
+            }
+        }
+        let id = *self.ready.front()?;
+        let (p, probe) = match route(&self.views, &self.cfg, now) {
+            Route::To(p) => (p, false),
+            Route::Probe(p) => (p, true),
+            Route::Wait => return None,
+        };
+        self.ready.pop_front();
+        let entry = self
+            .pending
+            .get_mut(&id)
+            .expect("queued payments are pending");
+        debug_assert_eq!(entry.bound_to(), None, "a ready payment is bound nowhere");
+        // Millisecond precision, the precision of the wire format: what is recorded is
+        // exactly what the processor receives.
+        let requested_at = *entry.at[p.index()]
+            .requested_at
+            .get_or_insert(Micros::from_millis(wall.millis()));
+        let amount = entry.amount;
+        let attempt = self.start(id, p, now, AttemptKind::Send);
+        if probe {
+            self.views[p.index()].last_probe = Some(now);
+            self.counters.probes[p.index()] += 1;
+        }
+        self.counters.sends[p.index()] += 1;
+        Some(Action::Send {
+            attempt,
+            processor: p,
+            id,
+            amount,
+            requested_at,
+        })
+    }
+
+    /// The earliest time after `now` at which [`Engine::next_action`] may have
+    /// something new to do without any other event: a pinned payment coming due or a
+    /// probe interval ending. Work that is blocked by something only an event can
+    /// change (the in-flight cap, a probe still out) gives no wake-up: the completion
+    /// of an attempt is that event.
+    pub fn next_wakeup(&self, now: Mono) -> Option<Mono> {
+        let pinned = self
+            .pinned
+            .iter()
+            .filter_map(|q| q.front().map(|(t, _)| *t))
+            .filter(|t| *t > now);
+        let probes = self
+            .views
+            .iter()
+            .filter(|_| !self.ready.is_empty())
+            .filter_map(|v| v.last_probe.map(|t| t.after(self.cfg.probe_interval_us)))
+            .filter(|t| *t > now);
+        pinned.chain(probes).min()
+    }
+
+    fn start(&mut self, id: Uuid, p: Processor, now: Mono, kind: AttemptKind) -> AttemptId {
+        let attempt = self.next_attempt;
+        self.next_attempt += 1;
+        self.attempts.insert(
+            attempt,
+            Attempt {
+                id,
+                processor: p,
+                started: now,
+                kind,
+            },
+        );
+        self.views[p.index()].in_flight.insert((now, attempt));
+        attempt
+    }
+
+    fn finish(&mut self, attempt: AttemptId) -> Option<Attempt> {
+        let a = self.attempts.remove(&attempt)?;
+        self.views[a.processor.index()]
+            .in_flight
+            .remove(&(a.started, attempt));
+        Some(a)
+    }
+
+    /// A payment bound to `p` is due: read the processor's copy when it claims one,
+    /// else alternate a lookup and a resend with the same `requestedAt` (safe: one of
+    /// two copies gets 422), until `p` says what it holds.
+    fn resolve_bound(&mut self, id: Uuid, p: Processor, now: Mono) -> Action {
+        let entry = self
+            .pending
+            .get_mut(&id)
+            .expect("pinned payments are pending");
+        entry.tries += 1;
+        let at = entry.at[p.index()];
+        if at.wants_copy || entry.tries % 2 == 1 {
+            self.counters.lookups[p.index()] += 1;
+            let attempt = self.start(id, p, now, AttemptKind::Lookup);
+            Action::Lookup {
+                attempt,
+                processor: p,
+                id,
+            }
+        } else {
+            let requested_at = at.requested_at.expect("bound after a send");
+            let amount = entry.amount;
+            self.counters.sends[p.index()] += 1;
+            let attempt = self.start(id, p, now, AttemptKind::Send);
+            Action::Send {
+                attempt,
+                processor: p,
+                id,
+                amount,
+                requested_at,
+            }
+        }
+    }
+
+    fn retry_delay(cfg: &EngineConfig, tries: u32) -> i64 {
+        let shift = tries.saturating_sub(1).min(20);
+        (cfg.first_retry_delay_us << shift).min(cfg.max_retry_delay_us)
+    }
+
+    /// Records `id` as stored by `p` with what `p` holds, and finishes it.
+    fn record(&mut self, id: Uuid, p: Processor, copy: StoredCopy) -> Effect {
+        let Some(entry) = self.pending.get(&id) else {
+            return Effect::None;
+        };
+        let at = entry.at[p.index()];
+        if at.unknown_since.is_some() || at.wants_copy {
+            self.counters.unknown_resolved += 1;
+        }
+        if at.requested_at != Some(copy.requested_at) || entry.amount != copy.amount {
+            self.counters.copies_differing += 1;
+        }
+        self.summary.record(p, copy.requested_at, copy.amount);
+        self.counters.processed[p.index()] += 1;
+        self.finish_payment(id);
+        Effect::Recorded {
+            id,
+            processor: p,
+            requested_at: copy.requested_at,
+            amount: copy.amount,
+        }
+    }
+
+    /// After a definitive "not stored" at `p`: if a request there may still land, the
+    /// payment stays bound to `p` (retried after a backoff); otherwise its timestamp
+    /// there is forgotten and it is free for either processor.
+    fn not_stored(&mut self, id: Uuid, p: Processor, now: Mono) -> Effect {
+        let i = p.index();
+        let Some(entry) = self.pending.get_mut(&id) else {
+            return Effect::None;
+        };
+        if entry.bound_to() == Some(p) {
+            let delay = Self::retry_delay(&self.cfg, entry.tries);
+            self.pinned[i].push_back((now.after(delay), id));
+            Effect::None
+        } else {
+            entry.at[i] = AtProcessor::default();
+            entry.tries = 0;
+            self.ready.push_front(id);
+            Effect::Released { id, processor: p }
+        }
+    }
+
+    /// Applies the outcome of a `Send`.
+    pub fn on_send_result(&mut self, attempt: AttemptId, result: SendResult, now: Mono) -> Effect {
+        let Some(a) = self.finish(attempt) else {
+            return Effect::None; // purged meanwhile
+        };
+        let p = a.processor;
+        let i = p.index();
+        self.counters.send_results[i][result.index()] += 1;
+        self.observe_send(p, result, now.since(a.started), now);
+        let Some(entry) = self.pending.get_mut(&a.id) else {
+            return Effect::None;
+        };
+        match result {
+            SendResult::Stored => {
+                let copy = StoredCopy {
+                    amount: entry.amount,
+                    requested_at: entry.at[i].requested_at.expect("sent with a timestamp"),
+                };
+                self.record(a.id, p, copy)
+            }
+            SendResult::AlreadyStored => {
+                // `p` has a copy: read it, and record what `p` holds.
+                entry.at[i].wants_copy = true;
+                self.pinned[i].push_back((now, a.id));
+                Effect::None
+            }
+            SendResult::Failed | SendResult::Throttled | SendResult::NotSent => {
+                self.counters.retries += 1;
+                self.not_stored(a.id, p, now)
+            }
+            SendResult::Rejected if entry.bound_to() == Some(p) => {
+                // An earlier request there may still land: the lookups will tell.
+                self.counters.retries += 1;
+                self.not_stored(a.id, p, now)
+            }
+            SendResult::Rejected => {
+                let amount = entry.amount;
+                self.counters.rejected[i] += 1;
+                self.parked.insert(
+                    a.id,
+                    Parked {
+                        amount,
+                        processor: p,
+                    },
+                );
+                self.finish_payment(a.id);
+                Effect::Rejected {
+                    id: a.id,
+                    processor: p,
+                }
+            }
+            SendResult::Unknown => {
+                self.counters.retries += 1;
+                entry.at[i].unknown_since.get_or_insert(a.started);
+                entry.tries = 0;
+                let delay = Self::retry_delay(&self.cfg, 1);
+                self.pinned[i].push_back((now.after(delay), a.id));
+                Effect::None
+            }
+        }
+    }
+
+    /// What a payment request's outcome says about its processor.
+    fn observe_send(&mut self, p: Processor, result: SendResult, latency: i64, now: Mono) {
+        let budget = self.cfg.latency_budget_us;
+        let view = &mut self.views[p.index()];
+        match result {
+            SendResult::Unknown => {
+                // A timeout tells how slow, not whether failing: keep the current
+                // verdict, and count the processor as over budget whatever the
+                // timeout's length (a timeout shorter than the budget must not make it
+                // look fast).
+                let failing = view.failing();
+                view.last_completion = Some((now, failing, latency.max(budget + 1)));
+            }
+            SendResult::Failed | SendResult::Throttled | SendResult::NotSent => {
+                view.last_completion = Some((now, true, latency));
+                view.failure_streak += 1;
+            }
+            SendResult::Stored | SendResult::AlreadyStored | SendResult::Rejected => {
+                view.last_completion = Some((now, false, latency));
+                view.failure_streak = 0;
+            }
+        }
+    }
+
+    /// Applies the outcome of a `Lookup`.
+    pub fn on_lookup_result(
+        &mut self,
+        attempt: AttemptId,
+        result: LookupResult,
+        now: Mono,
+    ) -> Effect {
+        let Some(a) = self.finish(attempt) else {
+            return Effect::None;
+        };
+        debug_assert_eq!(a.kind, AttemptKind::Lookup);
+        let p = a.processor;
+        let i = p.index();
+        let Some(entry) = self.pending.get_mut(&a.id) else {
+            return Effect::None;
+        };
+        match result {
+            LookupResult::Found(copy) => self.record(a.id, p, copy),
+            LookupResult::NotFound if entry.at[i].unknown_since.is_some() => {
+                // Not there yet; a request may still land. Resending with the same
+                // timestamp is safe (one of two copies gets 422) and finishes the
+                // payment sooner; it never goes elsewhere on a timer.
+                entry.at[i].wants_copy = false;
+                self.pinned[i].push_back((now, a.id));
+                Effect::None
+            }
+            LookupResult::NotFound => {
+                // It said 422, and now has nothing (purged in between): nothing of
+                // this payment is there, and nothing sent there is still out.
+                entry.at[i].wants_copy = false;
+                self.not_stored(a.id, p, now)
+            }
+            LookupResult::Error => {
+                if !entry.at[i].wants_copy {
+                    entry.tries += 1; // keep the lookup/resend alternation on "lookup"
+                }
+                let delay = Self::retry_delay(&self.cfg, entry.tries);
+                self.pinned[i].push_back((now.after(delay), a.id));
+                Effect::None
+            }
+        }
+    }
+
+    /// Every payment accepted and not done. For tests and invariant checks.
+    pub fn pending_ids(&self) -> impl Iterator<Item = &Uuid> {
+        self.pending.keys()
+    }
+
+    /// Undoes a `submit` that was just accepted, when it could not be made durable:
+    /// the client gets an error and nothing of the payment remains.
+    pub fn cancel_accept(&mut self, id: &Uuid) {
+        if self.pending.remove(id).is_some() {
+            self.known.remove(id);
+            self.ready.retain(|x| x != id);
+            self.counters.accepted -= 1;
+        }
+    }
+
+    /// What a snapshot must hold: the summary's buckets, the ids that are finished,
+    /// each pending payment with the timestamps it may have been sent with, and the
+    /// parked ones.
+    pub fn snapshot(&self) -> Snapshot<'_> {
+        Snapshot { engine: self }
+    }
+
+    /// Number of correlationIds a snapshot would hold (finished and pending).
+    pub fn live_payments(&self) -> usize {
+        self.known.len()
+    }
+
+    /// Whether this correlationId is remembered (accepted and not yet forgotten).
+    pub fn knows(&self, id: &Uuid) -> bool {
+        self.known.contains(id)
+    }
+}
+
+#[cfg(test)]
+mod tests;
