@@ -5,6 +5,8 @@
 //! Each test file compiles this module separately and uses only part of it.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod sys;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -234,7 +236,10 @@ pub fn require_program(name: &str) -> Option<PathBuf> {
     found
 }
 
-/// The `payroute` binary built for these tests.
+/// The `payroute` binary built for these tests, or the one `PAYROUTE_TEST_BINARY`
+/// names (to run a test against another build, e.g. to see it fail before a fix).
 pub fn payroute_exe() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_payroute"))
+    std::env::var_os("PAYROUTE_TEST_BINARY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_payroute")))
 }
