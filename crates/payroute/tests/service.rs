@@ -243,7 +243,9 @@ impl Drop for LoneApi {
 
 #[test]
 fn every_payment_reaches_one_processor_once_and_summaries_agree() {
-    let h = Harness::start("once", |_| {});
+    // No settle deadline: a failing default sends payments to the fallback at once, so
+    // that both processors take part (the default holds them up to a minute).
+    let h = Harness::start("once", |c| c.engine.settle_deadline_us = 0);
     let t0 = std::time::SystemTime::now() - Duration::from_secs(1);
     let mut ids = Vec::new();
     // Phase 1: both healthy. Phase 2: default failing. Phase 3: default back, slow.

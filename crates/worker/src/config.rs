@@ -115,6 +115,19 @@ pub struct Args {
           default_value_t = ms(engine().probe_interval_us),
           value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub probe_interval_ms: u64,
+    /// How long a payment may wait for the default (cheaper) processor while it is
+    /// failing or full before the fallback may take it, in ms: an outage shorter than
+    /// this costs no fallback fee, and the held payments drain to the default, oldest
+    /// first, when it recovers. 0 sends to the fallback at once.
+    #[arg(long, env = "PAYROUTE_SETTLE_DEADLINE_MS",
+          default_value_t = ms(engine().settle_deadline_us),
+          value_parser = clap::value_parser!(u64).range(0..=86_400_000))]
+    pub settle_deadline_ms: u64,
+    /// The same while the default works but is expected over the latency budget, in ms.
+    #[arg(long, env = "PAYROUTE_SLOW_DEADLINE_MS",
+          default_value_t = ms(engine().slow_deadline_us),
+          value_parser = clap::value_parser!(u64).range(0..=86_400_000))]
+    pub slow_deadline_ms: u64,
     /// How long a finished payment's correlationId is remembered, in seconds: a client
     /// retrying it within that time gets the earlier outcome (or 409 for another
     /// amount); later it is a new payment. Remembered at least this long, at most
@@ -196,6 +209,8 @@ impl Config {
         c.engine.latency_budget_us = a.latency_budget_ms as i64 * 1000;
         c.engine.max_in_flight = [a.max_in_flight; 2];
         c.engine.probe_interval_us = a.probe_interval_ms as i64 * 1000;
+        c.engine.settle_deadline_us = a.settle_deadline_ms as i64 * 1000;
+        c.engine.slow_deadline_us = a.slow_deadline_ms as i64 * 1000;
         c.engine.dedup_retention_us = (a.dedup_retention_secs > 0)
             .then(|| (a.dedup_retention_secs.min(i64::MAX as u64 / 1_000_000) as i64) * 1_000_000);
         c.engine.dedup_max_ids = a.dedup_max_ids;

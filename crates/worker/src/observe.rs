@@ -25,6 +25,7 @@ pub(crate) fn health_json(state: &WorkerState) -> String {
         })
     };
     let unknown = e.unknown_fates(now);
+    let (held, oldest_held) = e.held(now);
     let log_ok = c.journal_health() == crate::core::JournalHealth::Ok;
     let parked = e.parked().len();
     let c = &e.counters;
@@ -35,6 +36,7 @@ pub(crate) fn health_json(state: &WorkerState) -> String {
         "in_flight": e.in_flight(),
         "accepted": c.accepted,
         "processed": {"default": c.processed[0], "fallback": c.processed[1]},
+        "held": {"payments": held, "oldest_age_ms": oldest_held / 1000},
         "unknown_fate": {"payments": unknown.count, "oldest_age_ms": unknown.oldest_age_us / 1000},
         "parked": parked,
         "rejected": {"default": c.rejected[0], "fallback": c.rejected[1]},
@@ -152,6 +154,23 @@ pub(crate) fn metrics_text(state: &WorkerState) -> String {
         "gauge",
         "Expected latency of a payment request sent now.",
         |p| e.view(p).expected_latency_us(now) as f64 / 1e6,
+    );
+    let (held, oldest_held) = e.held(now);
+    x.family(
+        "payroute_held_payments",
+        "gauge",
+        "Payments waiting to be sent: held for the default processor, or for room.",
+    )
+    .sample("payroute_held_payments", "", held as f64);
+    x.family(
+        "payroute_held_oldest_age_seconds",
+        "gauge",
+        "Age of the oldest payment waiting to be sent.",
+    )
+    .sample(
+        "payroute_held_oldest_age_seconds",
+        "",
+        oldest_held as f64 / 1e6,
     );
     let unknown = e.unknown_fates(now);
     x.family(

@@ -15,6 +15,12 @@ pub struct EngineConfig {
     /// While a processor is believed failing, one payment is sent to it as a probe at
     /// most this often, to notice its recovery before the next health poll.
     pub probe_interval_us: i64,
+    /// How long a payment may wait for the default (cheaper) processor while it is
+    /// failing or at its in-flight cap, before the fallback may take it: an outage
+    /// shorter than this costs no fallback fee. See ARCHITECTURE.md, "Routing".
+    pub settle_deadline_us: i64,
+    /// The same while the default works but is expected over the latency budget.
+    pub slow_deadline_us: i64,
     /// Wait before the first lookup of an unknown fate; doubles per try up to
     /// `max_retry_delay_us`.
     pub first_retry_delay_us: i64,
@@ -42,6 +48,13 @@ impl Default for EngineConfig {
             // the processor admits, leaving room for the health poller and lookups.
             max_in_flight: [700, 700],
             probe_interval_us: 1_000_000,
+            // Chosen from the scenario families (docs/BENCHMARKS.md): long enough
+            // that the official tests' outages (20 s in the preview, 60 s in the final)
+            // cost no fallback fee; a payment waits at most this long for the cheaper.
+            settle_deadline_us: 60_000_000,
+            // A processor over the budget is working; waiting for it to speed up has
+            // no signal to wait for, and the tests' slow stages last to their end.
+            slow_deadline_us: 0,
             first_retry_delay_us: 200_000,
             max_retry_delay_us: 2_000_000,
             // A client retrying a payment does so within seconds or minutes: an hour

@@ -22,7 +22,7 @@ mod view;
 
 pub use config::EngineConfig;
 pub use outcome::{Action, AttemptId, Effect, LookupResult, SendResult, StoredCopy};
-pub use route::{route, Route};
+pub use route::{default_state, hold_for, route, DefaultState, Route};
 pub use view::{HealthReport, ProcessorView};
 
 use remembered::{Known, Remembered};
@@ -48,6 +48,11 @@ struct AtProcessor {
 #[derive(Debug)]
 struct Entry {
     amount: Cents,
+    /// When it was accepted (or restored): its age decides how long it may still wait
+    /// for the default processor.
+    accepted: Mono,
+    /// Order of acceptance (restores included), so snapshots keep the queue's order.
+    seq: u64,
     at: [AtProcessor; 2],
     /// Tries of the current resolution on its processor, for backoff and for the
     /// lookup/resend alternation.
@@ -107,10 +112,11 @@ impl Snapshot<'_> {
     }
 
     /// (id, amount, timestamp per processor) of every pending payment.
+    /// In the order they were accepted, so a restart keeps the queue's order.
     pub fn pending(&self) -> impl Iterator<Item = (Uuid, Cents, [Option<Micros>; 2])> + '_ {
-        self.engine
-            .pending
-            .iter()
+        let mut all: Vec<(&Uuid, &Entry)> = self.engine.pending.iter().collect();
+        all.sort_unstable_by_key(|(_, e)| e.seq);
+        all.into_iter()
             .map(|(id, e)| (*id, e.amount, e.at.map(|a| a.requested_at)))
     }
 
@@ -170,6 +176,8 @@ pub struct Engine {
     pinned: [VecDeque<(Mono, Uuid)>; 2],
     attempts: HashMap<AttemptId, Attempt>,
     next_attempt: AttemptId,
+    /// The next [`Entry::seq`].
+    next_seq: u64,
     views: [ProcessorView; 2],
     summary: SummaryStore,
     pub counters: Counters,
@@ -186,6 +194,7 @@ impl Engine {
             pinned: [VecDeque::new(), VecDeque::new()],
             attempts: HashMap::new(),
             next_attempt: 1,
+            next_seq: 0,
             views: Default::default(),
             summary: SummaryStore::new(),
             counters: Counters::default(),
@@ -218,10 +227,13 @@ impl Engine {
             id,
             Entry {
                 amount,
+                accepted: now,
+                seq: self.next_seq,
                 at: Default::default(),
                 tries: 0,
             },
         );
+        self.next_seq += 1;
         self.ready.push_back(id);
         self.counters.accepted += 1;
         SubmitStatus::Accepted
@@ -269,9 +281,12 @@ impl Engine {
         }
         let entry = Entry {
             amount,
+            accepted: now,
+            seq: self.next_seq,
             at,
             tries: 0,
         };
+        self.next_seq += 1;
         match entry.bound_to() {
             Some(p) => self.pinned[p.index()].push_back((now, id)),
             None => self.ready.push_back(id),
@@ -405,7 +420,8 @@ impl Engine {
             }
         }
         let id = *self.ready.front()?;
-        let (p, probe) = match route(&self.views, &self.cfg, now) {
+        let age = now.since(self.pending[&id].accepted);
+        let (p, probe) = match route(&self.views, &self.cfg, now, age) {
             Route::To(p) => (p, false),
             Route::Probe(p) => (p, true),
             Route::Wait => return None,
@@ -438,11 +454,20 @@ impl Engine {
     }
 
     /// The earliest time after `now` at which [`Engine::next_action`] may have
-    /// something new to do without any other event: a pinned payment coming due or a
-    /// probe interval ending. Work that is blocked by something only an event can
-    /// change (the in-flight cap, a probe still out) gives no wake-up: the completion
-    /// of an attempt is that event.
+    /// something new to do without any other event: a pinned payment coming due, a
+    /// probe interval ending, or the oldest held payment reaching its deadline. Work
+    /// that is blocked by something only an event can change (the in-flight cap, a
+    /// probe still out) gives no wake-up: the completion of an attempt is that event.
     pub fn next_wakeup(&self, now: Mono) -> Option<Mono> {
+        let deadline = self
+            .ready
+            .front()
+            .and_then(|id| {
+                let state = route::default_state(&self.views, &self.cfg, now);
+                let hold = route::hold_for(state, &self.cfg)?;
+                Some(self.pending[id].accepted.after(hold))
+            })
+            .filter(|t| *t > now);
         let pinned = self
             .pinned
             .iter()
@@ -454,7 +479,17 @@ impl Engine {
             .filter(|_| !self.ready.is_empty())
             .filter_map(|v| v.last_probe.map(|t| t.after(self.cfg.probe_interval_us)))
             .filter(|t| *t > now);
-        pinned.chain(probes).min()
+        pinned.chain(probes).chain(deadline).min()
+    }
+
+    /// Payments waiting to be sent (held for the default, or for room), and the age of
+    /// the oldest, in µs.
+    pub fn held(&self, now: Mono) -> (usize, i64) {
+        let oldest = self
+            .ready
+            .front()
+            .map_or(0, |id| now.since(self.pending[id].accepted));
+        (self.ready.len(), oldest)
     }
 
     fn start(&mut self, id: Uuid, p: Processor, now: Mono, kind: AttemptKind) -> AttemptId {

@@ -15,18 +15,63 @@ pub enum Route {
     Wait,
 }
 
-/// The routing decision, pure. In order:
-/// 1. the default processor, if it works and is expected within the latency budget;
-/// 2. a probe to the default processor, if it is believed failing and its probe is
-///    due (the cheaper one is worth noticing as soon as it recovers);
-/// 3. the fallback processor, if it works and is expected within the budget;
+/// What the default (cheaper) processor can do for a payment now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefaultState {
+    /// Works, has room, and is expected within the latency budget: use it.
+    Ready,
+    /// Believed failing (its last answer or health poll said so).
+    Failing,
+    /// Works but at its in-flight cap: room comes back as answers do.
+    Full,
+    /// Works but expected over the latency budget.
+    Slow,
+}
+
+/// The default processor's state, from its view.
+pub fn default_state(views: &[ProcessorView; 2], cfg: &EngineConfig, now: Mono) -> DefaultState {
+    let d = &views[Processor::Default.index()];
+    if d.failing() {
+        DefaultState::Failing
+    } else if d.in_flight() >= cfg.max_in_flight[Processor::Default.index()] {
+        DefaultState::Full
+    } else if d.expected_latency_us(now) > cfg.latency_budget_us {
+        DefaultState::Slow
+    } else {
+        DefaultState::Ready
+    }
+}
+
+/// How long a payment may wait for the default processor in this state before the
+/// fallback may take it (`None`: no need to wait, the default takes it).
+pub fn hold_for(state: DefaultState, cfg: &EngineConfig) -> Option<i64> {
+    match state {
+        DefaultState::Ready => None,
+        DefaultState::Failing | DefaultState::Full => Some(cfg.settle_deadline_us),
+        DefaultState::Slow => Some(cfg.slow_deadline_us),
+    }
+}
+
+/// The routing decision for the oldest waiting payment, `age_us` since it was
+/// accepted. Pure. In order:
+/// 1. the default processor, if it works, has room and is expected within the latency
+///    budget;
+/// 2. hold: while the payment is younger than its deadline for the default's state
+///    (failing or full: `settle_deadline`; over the budget: `slow_deadline`), it waits
+///    for the default, or goes to it as a probe if the default is believed failing
+///    and a probe is due (the cheaper one is worth noticing as soon as it recovers);
+/// 3. past the deadline, the fallback processor, if it works and is expected within
+///    the budget;
 /// 4. the faster of the two if both work but are over budget: a late payment beats a
 ///    lost one;
-/// 5. a probe to the fallback processor, when due;
+/// 5. a probe to the default processor, then to the fallback, when due;
 /// 6. wait.
 ///
-/// "Works" means: not believed failing and below its in-flight cap.
-pub fn route(views: &[ProcessorView; 2], cfg: &EngineConfig, now: Mono) -> Route {
+/// "Works" means: not believed failing and below its in-flight cap. The summary race
+/// stays closed: a payment goes only where it is expected to settle within the budget,
+/// except by rule 5, and its `requestedAt` is the moment it is sent, however long it
+/// was held.
+pub fn route(views: &[ProcessorView; 2], cfg: &EngineConfig, now: Mono, age_us: i64) -> Route {
     let has_room = |p: Processor| views[p.index()].in_flight() < cfg.max_in_flight[p.index()];
     let works = |p: Processor| !views[p.index()].failing() && has_room(p);
     let fast = |p: Processor| views[p.index()].expected_latency_us(now) <= cfg.latency_budget_us;
@@ -40,11 +85,15 @@ pub fn route(views: &[ProcessorView; 2], cfg: &EngineConfig, now: Mono) -> Route
                 .is_none_or(|t| now.since(t) >= cfg.probe_interval_us)
     };
     use Processor::{Default as D, Fallback as F};
-    if works(D) && fast(D) {
+    let Some(deadline) = hold_for(default_state(views, cfg, now), cfg) else {
         return Route::To(D);
-    }
-    if probe_due(D) {
-        return Route::Probe(D);
+    };
+    if age_us < deadline {
+        return if probe_due(D) {
+            Route::Probe(D)
+        } else {
+            Route::Wait
+        };
     }
     if works(F) && fast(F) {
         return Route::To(F);
@@ -60,6 +109,9 @@ pub fn route(views: &[ProcessorView; 2], cfg: &EngineConfig, now: Mono) -> Route
         (true, false) => return Route::To(D),
         (false, true) => return Route::To(F),
         (false, false) => {}
+    }
+    if probe_due(D) {
+        return Route::Probe(D);
     }
     if probe_due(F) {
         return Route::Probe(F);

@@ -82,6 +82,116 @@ fn view(failing: Option<bool>, poll_ms: u64, completion: Option<(bool, i64)>) ->
     }
 }
 
+/// An age past every deadline of the default configuration.
+const PAST: i64 = 3_600_000 * MS;
+
+#[test]
+fn holding_table() {
+    let cfg = EngineConfig {
+        slow_deadline_us: 5_000 * MS,
+        ..EngineConfig::default()
+    };
+    let settle = cfg.settle_deadline_us;
+    let ok = || view(Some(false), 0, None);
+    let slow = |ms| view(Some(false), ms, None);
+    // Failing, with its probe just sent (not due again yet).
+    let failing = || {
+        let mut v = view(Some(true), 0, None);
+        v.last_probe = Some(t(9_999));
+        v
+    };
+    let full = || {
+        let mut v = view(Some(false), 0, None);
+        for k in 0..cfg.max_in_flight[0] as u64 {
+            v.in_flight.insert((t(10_000), k));
+        }
+        v
+    };
+    let now = t(10_000);
+    let cases: Vec<(&str, ProcessorView, ProcessorView, i64, Route)> = vec![
+        (
+            "default failing, young payment: held",
+            failing(),
+            ok(),
+            0,
+            Route::Wait,
+        ),
+        (
+            "default failing, just before the deadline: held",
+            failing(),
+            ok(),
+            settle - 1,
+            Route::Wait,
+        ),
+        (
+            "default failing, at the deadline: fallback",
+            failing(),
+            ok(),
+            settle,
+            Route::To(F),
+        ),
+        (
+            "default full, young payment: waits for room",
+            full(),
+            ok(),
+            1_000 * MS,
+            Route::Wait,
+        ),
+        (
+            "default full, past the deadline: fallback",
+            full(),
+            ok(),
+            settle,
+            Route::To(F),
+        ),
+        (
+            "default slow, young: held for the slow deadline",
+            slow(2000),
+            ok(),
+            4_999 * MS,
+            Route::Wait,
+        ),
+        (
+            "default slow, past the slow deadline: fallback",
+            slow(2000),
+            ok(),
+            5_000 * MS,
+            Route::To(F),
+        ),
+        (
+            "both failing, past the deadline, probes not due: wait",
+            failing(),
+            failing(),
+            PAST,
+            Route::Wait,
+        ),
+        (
+            "default failing, fallback slow, past: the fallback late beats never",
+            failing(),
+            slow(3000),
+            PAST,
+            Route::To(F),
+        ),
+        (
+            "default back: drains whatever the age",
+            ok(),
+            failing(),
+            PAST,
+            Route::To(D),
+        ),
+        (
+            "default back, fallback fine too: the default",
+            ok(),
+            ok(),
+            PAST,
+            Route::To(D),
+        ),
+    ];
+    for (name, d, f, age, want) in cases {
+        assert_eq!(route(&[d, f], &cfg, now, age), want, "{name}");
+    }
+}
+
 #[test]
 fn routing_table() {
     let cfg = EngineConfig::default();
@@ -148,7 +258,7 @@ fn routing_table() {
         ),
     ];
     for (name, d, f, want) in cases {
-        assert_eq!(route(&[d, f], &cfg, now), want, "{name}");
+        assert_eq!(route(&[d, f], &cfg, now, 0), want, "{name}");
     }
 }
 
@@ -160,23 +270,26 @@ fn probes_are_spaced_by_time() {
     d.last_probe = Some(t(0));
     // Default's probe is not due; fallback's is.
     assert_eq!(
-        route(&[d.clone(), f.clone()], &cfg, t(500)),
+        route(&[d.clone(), f.clone()], &cfg, t(500), PAST),
         Route::Probe(F)
     );
     assert_eq!(
-        route(&[d.clone(), f.clone()], &cfg, t(1000)),
+        route(&[d.clone(), f.clone()], &cfg, t(1000), PAST),
         Route::Probe(D)
     );
     let mut f2 = f.clone();
     f2.last_probe = Some(t(900));
-    assert_eq!(route(&[d.clone(), f2], &cfg, t(999)), Route::Wait);
+    assert_eq!(route(&[d.clone(), f2], &cfg, t(999), PAST), Route::Wait);
     // A probe still out does not hold the next one back: only time does.
     d.in_flight.insert((t(1000), 1));
     d.last_probe = Some(t(1000));
     let mut f3 = f;
     f3.last_probe = Some(t(999));
-    assert_eq!(route(&[d.clone(), f3.clone()], &cfg, t(1500)), Route::Wait);
-    assert_eq!(route(&[d, f3], &cfg, t(2000)), Route::Probe(D));
+    assert_eq!(
+        route(&[d.clone(), f3.clone()], &cfg, t(1500), PAST),
+        Route::Wait
+    );
+    assert_eq!(route(&[d, f3], &cfg, t(2000), PAST), Route::Probe(D));
 }
 
 #[test]
@@ -242,7 +355,7 @@ fn outcome_200_records_with_the_timestamp_sent() {
 }
 
 #[test]
-fn outcome_500_requeues_with_a_fresh_timestamp_and_prefers_the_other() {
+fn outcome_500_requeues_with_a_fresh_timestamp_and_holds_for_the_default() {
     let mut e = engine();
     e.submit(id(1), Cents(100), t(0));
     let (a, p, _, _) = send(&mut e, t(0));
@@ -250,11 +363,16 @@ fn outcome_500_requeues_with_a_fresh_timestamp_and_prefers_the_other() {
     e.on_send_result(a, SendResult::Failed, t(10));
     assert!(e.view(D).failing());
     let (_, p, _, at) = send(&mut e, t(20));
-    // Default failing: first a probe to it is due (nothing in flight).
+    // Default failing: first a probe to it is due (nothing in flight), with a fresh
+    // timestamp.
     assert_eq!((p, at), (D, wall(t(20))));
+    // Another payment is held for the default, then goes to the fallback at its
+    // deadline.
     e.submit(id(2), Cents(100), t(0));
-    let (_, p, _, _) = send(&mut e, t(21));
-    assert_eq!(p, F);
+    assert_eq!(act(&mut e, t(21)), None);
+    let past = e.config().settle_deadline_us / MS;
+    let (_, p, pid, _) = send(&mut e, t(past));
+    assert_eq!((p, pid), (F, id(2)));
     assert_eq!(all(&e).default.count + all(&e).fallback.count, 0);
 }
 
@@ -484,8 +602,13 @@ fn in_flight_cap_holds_work_back() {
         e.submit(id(n), Cents(1), t(0));
     }
     assert_eq!(send(&mut e, t(0)).1, D);
-    assert_eq!(send(&mut e, t(0)).1, F);
+    // The default is full: the others wait for room (held), not for the fallback...
     assert_eq!(act(&mut e, t(0)), None);
+    assert_eq!(e.queue_depth(), 2);
+    // ...until the deadline; then the fallback takes what it has room for.
+    let past = e.config().settle_deadline_us / MS;
+    assert_eq!(send(&mut e, t(past)).1, F);
+    assert_eq!(act(&mut e, t(past)), None);
     assert_eq!(e.queue_depth(), 1);
 }
 
@@ -598,7 +721,97 @@ fn a_huge_min_response_time_saturates() {
     assert_eq!(v.expected_latency_us(t(0)), i64::MAX);
     let cfg = EngineConfig::default();
     assert_eq!(
-        route(&[v, view(Some(false), 0, None)], &cfg, t(0)),
+        route(&[v, view(Some(false), 0, None)], &cfg, t(0), 0),
         Route::To(F)
     );
+}
+
+#[test]
+fn held_payments_drain_to_the_default_oldest_first_when_it_recovers() {
+    let mut e = engine();
+    let failing = HealthReport {
+        failing: true,
+        min_response_time_ms: 0,
+    };
+    e.on_health(D, failing, t(0));
+    // The first payment is the probe; the rest are held.
+    for n in 1..=5 {
+        e.submit(id(n), Cents(100), t(n as i64));
+    }
+    let (probe, p, pid, _) = send(&mut e, t(10));
+    assert_eq!((p, pid), (D, id(1)));
+    e.on_send_result(probe, SendResult::Failed, t(20));
+    assert_eq!(act(&mut e, t(500)), None, "held for the default");
+    assert_eq!(e.held(t(500)), (5, 500 * MS - MS));
+    // Nothing goes to the fallback before the deadline; a wake-up is due at it.
+    assert!(e.next_wakeup(t(500)).is_some());
+    // The default recovers (a poll says so): everything drains to it, oldest first.
+    let healthy = HealthReport {
+        failing: false,
+        min_response_time_ms: 0,
+    };
+    e.on_health(D, healthy, t(30_000));
+    let order: Vec<(Processor, Uuid)> = (0..5)
+        .map(|_| {
+            let (_, p, pid, _) = send(&mut e, t(30_001));
+            (p, pid)
+        })
+        .collect();
+    assert_eq!(
+        order,
+        (1..=5).map(|n| (D, id(n))).collect::<Vec<_>>(),
+        "the retried probe first, then by age"
+    );
+}
+
+#[test]
+fn a_held_payment_goes_to_the_fallback_at_its_deadline_not_before() {
+    let mut e = engine();
+    e.on_health(
+        D,
+        HealthReport {
+            failing: true,
+            min_response_time_ms: 0,
+        },
+        t(0),
+    );
+    e.submit(id(1), Cents(100), t(0));
+    e.submit(id(2), Cents(100), t(30_000));
+    let (probe, _, _, _) = send(&mut e, t(1));
+    e.on_send_result(probe, SendResult::Failed, t(2));
+    let deadline = e.config().settle_deadline_us / MS;
+    // Probes keep going to the default, one a second; nothing to the fallback.
+    let mut now = 2;
+    while now < deadline - 1_000 {
+        now += 250;
+        if let Some(Action::Send {
+            attempt, processor, ..
+        }) = act(&mut e, t(now))
+        {
+            assert_eq!(processor, D, "at {now} ms");
+            e.on_send_result(attempt, SendResult::Failed, t(now));
+        }
+    }
+    // The first payment's deadline: it may go to the fallback; the second may not yet.
+    let wake = e.next_wakeup(t(deadline - 1)).unwrap();
+    assert!(wake <= t(deadline), "woken at the deadline: {wake:?}");
+    let mut to_fallback = Vec::new();
+    for now in [deadline, deadline + 1] {
+        while let Some(Action::Send {
+            attempt,
+            processor,
+            id: pid,
+            ..
+        }) = act(&mut e, t(now))
+        {
+            let result = if processor == F {
+                to_fallback.push(pid);
+                SendResult::Stored
+            } else {
+                SendResult::Failed
+            };
+            e.on_send_result(attempt, result, t(now));
+        }
+    }
+    assert_eq!(to_fallback, vec![id(1)]);
 }
