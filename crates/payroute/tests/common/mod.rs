@@ -5,6 +5,8 @@
 //! Each test file compiles this module separately and uses only part of it.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod compose;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
