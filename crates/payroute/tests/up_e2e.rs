@@ -301,11 +301,13 @@ fn up_with_rinha_limits_enforces_them_or_says_why() {
 }
 
 /// The CLI: prints what runs where, and Ctrl-C (SIGINT) stops everything it started.
+/// Its `--log-format json` reaches the roles it runs.
 #[test]
 fn up_cli_prints_the_table_and_stops_everything_on_ctrl_c() {
     let dir = common::test_dir("up-cli");
     let port = free_port();
     let mut child = Command::new(common::payroute_exe())
+        .args(["--log-format", "json"])
         .args(["up", "--host", "127.0.0.1", "--port", &port.to_string()])
         .args(["--default-port", &free_port().to_string()])
         .args(["--fallback-port", &free_port().to_string()])
@@ -389,6 +391,19 @@ fn up_cli_prints_the_table_and_stops_everything_on_ctrl_c() {
     }
     let rest: Vec<String> = rx.try_iter().collect();
     assert!(rest.iter().any(|l| l.starts_with("stopped")), "{rest:?}");
+    // The roles logged JSON (the launcher's own `===` header lines aside).
+    for role in ["worker", "api1", "processor-default"] {
+        let log = std::fs::read_to_string(dir.join("run").join(format!("{role}.log"))).unwrap();
+        let lines: Vec<&str> = log.lines().filter(|l| !l.starts_with("===")).collect();
+        assert!(!lines.is_empty(), "{role} logged nothing");
+        for line in lines {
+            let v: Result<serde_json::Value, _> = serde_json::from_str(line);
+            assert!(
+                v.is_ok_and(|v| v["level"].is_string()),
+                "{role}: not JSON: {line}"
+            );
+        }
+    }
     std::fs::remove_dir_all(dir).unwrap();
 }
 
