@@ -20,7 +20,8 @@
 //! - `cli`: the flags ([`Args`]) and what they choose ([`Lb`], [`Limits`], [`Restart`]).
 //! - `config`: [`UpConfig`], [`StartOptions`], and `config::defaults`, the one source of
 //!   every default of both.
-//! - `preflight`: the run directory, the ports and nginx's reach, checked first.
+//! - `settings`: settings that cannot work, refused first, naming the flag.
+//! - `preflight`: the run directory, the ports and nginx's reach, checked next.
 //! - `limits`: what `--limits` becomes ([`LimitsStatus`], cgroups), from `resources`
 //!   (the CPU and memory split, shared with the compose file) and `cgroup` (cgroup v1).
 //! - `start`: [`start`](fn@start) and [`start_with`], one function per role, using
@@ -44,6 +45,7 @@ mod probe;
 mod procs;
 pub mod resources;
 mod running;
+mod settings;
 mod start;
 mod stop;
 mod supervise;
@@ -71,6 +73,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the payroute executable")?;
     let config = UpConfig::from_args(&args, exe);
     let options = StartOptions::from_args(&args);
+    // Also checked by `start_with`; first here, so that a refusal is all that is said.
+    settings::check(&config, &options)?;
     let rt = netio::single_thread_runtime().context("cannot start the signal runtime")?;
     rt.block_on(async move {
         use tokio::signal::unix::{signal, SignalKind};

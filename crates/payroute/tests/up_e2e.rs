@@ -407,6 +407,64 @@ fn up_cli_prints_the_table_and_stops_everything_on_ctrl_c() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// A setting that cannot work: `payroute up` names the flag, exits with 2 (as for a
+/// usage error), and starts nothing: no run directory, no process.
+#[test]
+fn up_cli_refuses_a_bad_setting_with_exit_2_and_starts_nothing() {
+    let dir = common::test_dir("up-bad-setting");
+    let (port, other) = (free_port().to_string(), free_port().to_string());
+    // (--port, --default-port, --ready-timeout-secs), and the flag the error must name.
+    let cases = [
+        ("0", other.as_str(), "30", "--port"),
+        (port.as_str(), port.as_str(), "30", "--default-port"),
+        (port.as_str(), other.as_str(), "0", "--ready-timeout-secs"),
+    ];
+    for (i, (public, default, ready, named)) in cases.into_iter().enumerate() {
+        let run_dir = dir.join(format!("run{i}"));
+        let flags = [
+            "--port",
+            public,
+            "--default-port",
+            default,
+            "--ready-timeout-secs",
+            ready,
+        ];
+        let mut child = Command::new(common::payroute_exe())
+            .args(["up", "--host", "127.0.0.1"])
+            .args(["--fallback-port", &free_port().to_string()])
+            .args(flags)
+            .arg("--run-dir")
+            .arg(&run_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("up.stderr")).unwrap())
+            .spawn()
+            .unwrap();
+        let guard = StopOnDrop(child.id());
+        let status = wait_for(Duration::from_secs(30), "payroute up to refuse", || {
+            child.try_wait().unwrap()
+        });
+        std::mem::forget(guard);
+        let stderr = std::fs::read_to_string(dir.join("up.stderr")).unwrap();
+        assert_eq!(
+            status.code(),
+            Some(2),
+            "{flags:?}: {status}; stderr:\n{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("invalid setting {named}:")),
+            "{flags:?}: {stderr}"
+        );
+        assert!(!run_dir.exists(), "{flags:?}: the run directory was made");
+        let run_dir_text = run_dir.to_string_lossy().into_owned();
+        assert!(
+            common::processes_mentioning(&run_dir_text).is_empty(),
+            "{flags:?}: a process was started"
+        );
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 /// If the CLI test fails half-way, SIGTERM to the `payroute up` it started, so that
 /// the launcher stops its children instead of leaving them running.
 struct StopOnDrop(u32);

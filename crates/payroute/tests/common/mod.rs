@@ -199,6 +199,21 @@ pub fn group_members(pgid: u32) -> Vec<u32> {
         .unwrap_or_default()
 }
 
+/// Live processes whose command line contains `text` (a test's unique directory).
+pub fn processes_mentioning(text: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(text))
+                && !process_gone(*pid)
+        })
+        .collect()
+}
+
 /// Polls `check` every 50 ms until it returns `Some`, or panics after `limit` with
 /// `what` and the last value seen by `describe`.
 pub fn wait_for<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
