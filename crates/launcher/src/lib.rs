@@ -23,7 +23,8 @@
 //! - `settings`: settings that cannot work, refused first, naming the flag.
 //! - `preflight`: the run directory, the ports and nginx's reach, checked next.
 //! - `limits`: what `--limits` becomes ([`LimitsStatus`], cgroups), from `resources`
-//!   (the CPU and memory split, shared with the compose file) and `cgroup` (cgroup v1).
+//!   (the CPU and memory split, shared with the compose file) and `cgroup` (which
+//!   version the machine has, v1 or hybrid or v2), with `cgroup_v1` and `cgroup_v2`.
 //! - `start`: [`start`](fn@start) and [`start_with`], one function per role, using
 //!   `procs` (spawn, signal, `/proc`), `probe` (readiness) and `lbconf` (the nginx and
 //!   haproxy configs, made from the compose deployment's).
@@ -34,6 +35,8 @@
 //!   `usage`: what each process used ([`ProcessUsage`], [`usage_table`]).
 
 mod cgroup;
+mod cgroup_v1;
+mod cgroup_v2;
 mod children;
 mod cli;
 mod config;

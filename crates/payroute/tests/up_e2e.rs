@@ -265,8 +265,9 @@ fn up_reports_and_restarts_a_killed_api() {
     stop_and_check_nothing_left(running, &["processor-default", "worker", "api1", "api2"]);
 }
 
-/// With `--limits rinha`: the compose file's limits are in force (root, cgroup v1), or
-/// the launcher says why not; either way payments flow.
+/// With `--limits rinha`: the compose file's limits are in force (root, and cgroup v1,
+/// or v2 with the launcher alone in its group), or the launcher says why not; either
+/// way payments flow.
 #[test]
 fn up_with_rinha_limits_enforces_them_or_says_why() {
     let running = launcher::start(&config("up-limits", Lb::Embedded, Limits::Rinha)).unwrap();
