@@ -1,9 +1,10 @@
 //! `payroute`: one binary, one subcommand per role. Each role is a library whose
 //! `run` does the work; this file only parses the command line and sets up logging.
 
+mod generate;
 mod logging;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use logging::LogFormat;
 
 /// A payment intermediary: accepts payments on :9999 and forwards each one to the
@@ -47,6 +48,10 @@ enum Command {
     Bench(bench::Args),
     /// Runs the whole system: load balancer, two api instances, worker, processors.
     Up(launcher::Args),
+    /// Prints a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(generate::CompletionsArgs),
+    /// Prints a man page (roff): payroute(1), or a subcommand's.
+    Man(generate::ManArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -61,6 +66,10 @@ fn main() -> std::process::ExitCode {
         Command::Processor(a) => emulator::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Up(a) => launcher::run(a),
+        Command::Completions(a) => {
+            generate::completions(Cli::command(), &a, &mut std::io::stdout())
+        }
+        Command::Man(a) => generate::man(Cli::command(), &a, &mut std::io::stdout()),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
