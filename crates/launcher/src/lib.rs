@@ -33,6 +33,10 @@
 //!   it reports ([`Event`]).
 //! - `running`: the handle ([`Running`]); `stop`: the order and signals of the stop;
 //!   `usage`: what each process used ([`ProcessUsage`], [`usage_table`]).
+//!
+//! Beside `payroute up`, the deployment's other consumer of `resources` and of the
+//! files in `deploy/`: `submission`, the challenge entry (`payroute submission`,
+//! [`SubmissionArgs`]).
 
 mod cgroup;
 mod cgroup_v1;
@@ -51,6 +55,7 @@ mod running;
 mod settings;
 mod start;
 mod stop;
+mod submission;
 mod supervise;
 #[cfg(test)]
 mod tidy;
@@ -64,6 +69,7 @@ pub use limits::LimitsStatus;
 pub use running::Running;
 pub use start::{start, start_with};
 use std::time::Duration;
+pub use submission::{run_submission, submission_compose, write_submission, SubmissionArgs};
 pub use usage::{usage_table, ProcessUsage, UsageDetail};
 
 /// How often [`run`] empties the events the supervisor keeps: it has logged them

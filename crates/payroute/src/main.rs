@@ -48,6 +48,9 @@ enum Command {
     Bench(bench::Args),
     /// Runs the whole system: load balancer, two api instances, worker, processors.
     Up(launcher::Args),
+    /// Writes participantes/<id>/ for a Rinha de Backend 2025 entry: compose file with the
+    /// pushed image, nginx.conf, info.json, README.md.
+    Submission(launcher::SubmissionArgs),
     /// Prints a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(generate::CompletionsArgs),
     /// Prints a man page (roff): payroute(1), or a subcommand's.
@@ -66,6 +69,7 @@ fn main() -> std::process::ExitCode {
         Command::Processor(a) => emulator::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Up(a) => launcher::run(a),
+        Command::Submission(a) => launcher::run_submission(a),
         Command::Completions(a) => {
             generate::completions(Cli::command(), &a, &mut std::io::stdout())
         }

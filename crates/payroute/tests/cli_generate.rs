@@ -19,12 +19,13 @@ fn payroute(args: &[&str]) -> Output {
     out
 }
 
-const SUBCOMMANDS: [&str; 7] = [
+const SUBCOMMANDS: [&str; 8] = [
     "api",
     "worker",
     "processor",
     "bench",
     "up",
+    "submission",
     "completions",
     "man",
 ];
