@@ -4,6 +4,8 @@
 #   - nginx   (Debian 12: 1.22): the load balancer of the compose file; the tests run
 #             `nginx -t` on its config and `payroute up --lb nginx` end to end.
 #   - haproxy (Debian 12: 2.6):  the alternative load balancer; the tests run `haproxy -c`.
+#   - groff-base: what `man` formats pages with; the tests read `payroute man`'s pages
+#             with `groff -ww` (no warning allowed).
 #
 # Idempotent: a package already installed is left alone, and `apt-get update` runs only
 # when something is missing. Without root it installs nothing and says so (the tests
@@ -16,7 +18,7 @@
 # afterwards unless it existed before.
 set -euo pipefail
 
-PACKAGES=(nginx haproxy)
+PACKAGES=(nginx haproxy groff-base)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

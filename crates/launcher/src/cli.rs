@@ -68,9 +68,9 @@ pub struct Args {
     /// the compose deployment's config (scripts/install-deps.sh installs both).
     #[arg(long, env = "PAYROUTE_LB", value_enum, default_value_t = defaults::LB)]
     pub lb: Lb,
-    /// `rinha` applies the compose file's per-service CPU and memory limits with cgroup
-    /// v1 (root needed; says so and goes on without them otherwise); `off` runs
-    /// unlimited.
+    /// `rinha` applies the compose file's per-service CPU and memory limits with cgroups
+    /// (v1, or v2 when payroute up is alone in its group; root needed; says why and goes
+    /// on without them otherwise); `off` runs unlimited.
     #[arg(long, env = "PAYROUTE_LIMITS", value_enum, default_value_t = defaults::LIMITS)]
     pub limits: Limits,
     /// What to do when a role exits on its own: `always` restarts it with a backoff,

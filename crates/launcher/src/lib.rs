@@ -20,9 +20,11 @@
 //! - `cli`: the flags ([`Args`]) and what they choose ([`Lb`], [`Limits`], [`Restart`]).
 //! - `config`: [`UpConfig`], [`StartOptions`], and `config::defaults`, the one source of
 //!   every default of both.
-//! - `preflight`: the run directory, the ports and nginx's reach, checked first.
+//! - `settings`: settings that cannot work, refused first, naming the flag.
+//! - `preflight`: the run directory, the ports and nginx's reach, checked next.
 //! - `limits`: what `--limits` becomes ([`LimitsStatus`], cgroups), from `resources`
-//!   (the CPU and memory split, shared with the compose file) and `cgroup` (cgroup v1).
+//!   (the CPU and memory split, shared with the compose file) and `cgroup` (which
+//!   version the machine has, v1 or hybrid or v2), with `cgroup_v1` and `cgroup_v2`.
 //! - `start`: [`start`](fn@start) and [`start_with`], one function per role, using
 //!   `procs` (spawn, signal, `/proc`), `probe` (readiness) and `lbconf` (the nginx and
 //!   haproxy configs, made from the compose deployment's).
@@ -31,8 +33,14 @@
 //!   it reports ([`Event`]).
 //! - `running`: the handle ([`Running`]); `stop`: the order and signals of the stop;
 //!   `usage`: what each process used ([`ProcessUsage`], [`usage_table`]).
+//!
+//! Beside `payroute up`, the deployment's other consumer of `resources` and of the
+//! files in `deploy/`: `submission`, the challenge entry (`payroute submission`,
+//! [`SubmissionArgs`]).
 
 mod cgroup;
+mod cgroup_v1;
+mod cgroup_v2;
 mod children;
 mod cli;
 mod config;
@@ -44,8 +52,10 @@ mod probe;
 mod procs;
 pub mod resources;
 mod running;
+mod settings;
 mod start;
 mod stop;
+mod submission;
 mod supervise;
 #[cfg(test)]
 mod tidy;
@@ -59,6 +69,7 @@ pub use limits::LimitsStatus;
 pub use running::Running;
 pub use start::{start, start_with};
 use std::time::Duration;
+pub use submission::{run_submission, submission_compose, write_submission, SubmissionArgs};
 pub use usage::{usage_table, ProcessUsage, UsageDetail};
 
 /// How often [`run`] empties the events the supervisor keeps: it has logged them
@@ -71,6 +82,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the payroute executable")?;
     let config = UpConfig::from_args(&args, exe);
     let options = StartOptions::from_args(&args);
+    // Also checked by `start_with`; first here, so that a refusal is all that is said.
+    settings::check(&config, &options)?;
     let rt = netio::single_thread_runtime().context("cannot start the signal runtime")?;
     rt.block_on(async move {
         use tokio::signal::unix::{signal, SignalKind};

@@ -7,7 +7,7 @@ use crate::preflight::{
     check_reachable_by_nginx_workers, ensure_port_free, prepare_run_dir, release_run_dir,
 };
 use crate::procs::{self, Spec};
-use crate::{lbconf, limits, probe, supervise, Lb, Running, StartOptions, UpConfig};
+use crate::{lbconf, limits, probe, settings, supervise, Lb, Running, StartOptions, UpConfig};
 use anyhow::{anyhow, bail, Context};
 use std::ffi::{OsStr, OsString};
 use std::net::{IpAddr, SocketAddr};
@@ -33,7 +33,10 @@ pub fn start(config: &UpConfig) -> anyhow::Result<Running> {
 }
 
 /// [`start`] with explicit [`StartOptions`] (interface, restart policy, readiness bound).
+/// Settings that cannot work are refused first, with a [`netio::SettingError`] in the
+/// error's chain that names the flag.
 pub fn start_with(config: &UpConfig, options: &StartOptions) -> anyhow::Result<Running> {
+    settings::check(config, options)?;
     let lb_program = check_config(config)?;
     check_ports(config, options.host)?;
     let run_dir = prepare_run_dir(&config.run_dir)?;
@@ -95,9 +98,6 @@ pub fn start_with(config: &UpConfig, options: &StartOptions) -> anyhow::Result<R
 fn check_config(config: &UpConfig) -> anyhow::Result<Option<PathBuf>> {
     if !config.exe.is_file() {
         bail!("payroute executable {} not found", config.exe.display());
-    }
-    if config.default_url.is_some() != config.fallback_url.is_some() {
-        bail!("give both processor URLs (default and fallback) or neither");
     }
     let Some(name) = config.lb.program() else {
         return Ok(None);

@@ -1,7 +1,11 @@
 //! `payroute`: one binary, one subcommand per role. Each role is a library whose
 //! `run` does the work; this file only parses the command line and sets up logging.
 
-use clap::{Parser, Subcommand};
+mod generate;
+mod logging;
+
+use clap::{CommandFactory, Parser, Subcommand};
+use logging::LogFormat;
 
 /// A payment intermediary: accepts payments on :9999 and forwards each one to the
 /// cheaper of two payment processors that can take it, keeping a summary that agrees
@@ -18,6 +22,16 @@ use clap::{Parser, Subcommand};
     propagate_version = true
 )]
 struct Cli {
+    /// Log format on stderr: `text` (coloured only on a terminal, never under NO_COLOR)
+    /// or `json` (one object per line). `payroute up` passes it on to the roles it runs.
+    #[arg(
+        long,
+        global = true,
+        env = logging::ENV_FORMAT,
+        value_enum,
+        default_value_t = LogFormat::Text
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -34,23 +48,32 @@ enum Command {
     Bench(bench::Args),
     /// Runs the whole system: load balancer, two api instances, worker, processors.
     Up(launcher::Args),
+    /// Writes participantes/<id>/ for a Rinha de Backend 2025 entry: compose file with the
+    /// pushed image, nginx.conf, info.json, README.md.
+    Submission(launcher::SubmissionArgs),
+    /// Prints a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(generate::CompletionsArgs),
+    /// Prints a man page (roff): payroute(1), or a subcommand's.
+    Man(generate::ManArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PAYROUTE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // The roles that `up` (and `bench`, through it) starts inherit the environment: a
+    // format given as a flag reaches them this way. Set before any thread is started.
+    std::env::set_var(logging::ENV_FORMAT, cli.log_format.as_str());
+    logging::init(cli.log_format);
     let result = match cli.command {
         Command::Api(a) => api::run(a),
         Command::Worker(a) => worker::run(a),
         Command::Processor(a) => emulator::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Up(a) => launcher::run(a),
+        Command::Submission(a) => launcher::run_submission(a),
+        Command::Completions(a) => {
+            generate::completions(Cli::command(), &a, &mut std::io::stdout())
+        }
+        Command::Man(a) => generate::man(Cli::command(), &a, &mut std::io::stdout()),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -265,8 +265,9 @@ fn up_reports_and_restarts_a_killed_api() {
     stop_and_check_nothing_left(running, &["processor-default", "worker", "api1", "api2"]);
 }
 
-/// With `--limits rinha`: the compose file's limits are in force (root, cgroup v1), or
-/// the launcher says why not; either way payments flow.
+/// With `--limits rinha`: the compose file's limits are in force (root, and cgroup v1,
+/// or v2 with the launcher alone in its group), or the launcher says why not; either
+/// way payments flow.
 #[test]
 fn up_with_rinha_limits_enforces_them_or_says_why() {
     let running = launcher::start(&config("up-limits", Lb::Embedded, Limits::Rinha)).unwrap();
@@ -301,11 +302,13 @@ fn up_with_rinha_limits_enforces_them_or_says_why() {
 }
 
 /// The CLI: prints what runs where, and Ctrl-C (SIGINT) stops everything it started.
+/// Its `--log-format json` reaches the roles it runs.
 #[test]
 fn up_cli_prints_the_table_and_stops_everything_on_ctrl_c() {
     let dir = common::test_dir("up-cli");
     let port = free_port();
     let mut child = Command::new(common::payroute_exe())
+        .args(["--log-format", "json"])
         .args(["up", "--host", "127.0.0.1", "--port", &port.to_string()])
         .args(["--default-port", &free_port().to_string()])
         .args(["--fallback-port", &free_port().to_string()])
@@ -389,6 +392,77 @@ fn up_cli_prints_the_table_and_stops_everything_on_ctrl_c() {
     }
     let rest: Vec<String> = rx.try_iter().collect();
     assert!(rest.iter().any(|l| l.starts_with("stopped")), "{rest:?}");
+    // The roles logged JSON (the launcher's own `===` header lines aside).
+    for role in ["worker", "api1", "processor-default"] {
+        let log = std::fs::read_to_string(dir.join("run").join(format!("{role}.log"))).unwrap();
+        let lines: Vec<&str> = log.lines().filter(|l| !l.starts_with("===")).collect();
+        assert!(!lines.is_empty(), "{role} logged nothing");
+        for line in lines {
+            let v: Result<serde_json::Value, _> = serde_json::from_str(line);
+            assert!(
+                v.is_ok_and(|v| v["level"].is_string()),
+                "{role}: not JSON: {line}"
+            );
+        }
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A setting that cannot work: `payroute up` names the flag, exits with 2 (as for a
+/// usage error), and starts nothing: no run directory, no process.
+#[test]
+fn up_cli_refuses_a_bad_setting_with_exit_2_and_starts_nothing() {
+    let dir = common::test_dir("up-bad-setting");
+    let (port, other) = (free_port().to_string(), free_port().to_string());
+    // (--port, --default-port, --ready-timeout-secs), and the flag the error must name.
+    let cases = [
+        ("0", other.as_str(), "30", "--port"),
+        (port.as_str(), port.as_str(), "30", "--default-port"),
+        (port.as_str(), other.as_str(), "0", "--ready-timeout-secs"),
+    ];
+    for (i, (public, default, ready, named)) in cases.into_iter().enumerate() {
+        let run_dir = dir.join(format!("run{i}"));
+        let flags = [
+            "--port",
+            public,
+            "--default-port",
+            default,
+            "--ready-timeout-secs",
+            ready,
+        ];
+        let mut child = Command::new(common::payroute_exe())
+            .args(["up", "--host", "127.0.0.1"])
+            .args(["--fallback-port", &free_port().to_string()])
+            .args(flags)
+            .arg("--run-dir")
+            .arg(&run_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("up.stderr")).unwrap())
+            .spawn()
+            .unwrap();
+        let guard = StopOnDrop(child.id());
+        let status = wait_for(Duration::from_secs(30), "payroute up to refuse", || {
+            child.try_wait().unwrap()
+        });
+        std::mem::forget(guard);
+        let stderr = std::fs::read_to_string(dir.join("up.stderr")).unwrap();
+        assert_eq!(
+            status.code(),
+            Some(2),
+            "{flags:?}: {status}; stderr:\n{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("invalid setting {named}:")),
+            "{flags:?}: {stderr}"
+        );
+        assert!(!run_dir.exists(), "{flags:?}: the run directory was made");
+        let run_dir_text = run_dir.to_string_lossy().into_owned();
+        assert!(
+            common::processes_mentioning(&run_dir_text).is_empty(),
+            "{flags:?}: a process was started"
+        );
+    }
     std::fs::remove_dir_all(dir).unwrap();
 }
 

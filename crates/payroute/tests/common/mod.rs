@@ -5,6 +5,7 @@
 //! Each test file compiles this module separately and uses only part of it.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod compose;
 pub mod sys;
 
 use std::io::{Read, Write};
@@ -197,6 +198,21 @@ pub fn group_members(pgid: u32) -> Vec<u32> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Live processes whose command line contains `text` (a test's unique directory).
+pub fn processes_mentioning(text: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(text))
+                && !process_gone(*pid)
+        })
+        .collect()
 }
 
 /// Polls `check` every 50 ms until it returns `Some`, or panics after `limit` with
