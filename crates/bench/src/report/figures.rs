@@ -8,9 +8,14 @@ use crate::runner::{RunData, UsageSample};
 use crate::score::ceiling;
 use crate::topology::ProcUsage;
 
-/// Profit as a percentage of the ceiling (see [`ceiling`]).
+/// The run's ceiling (see [`ceiling`]): at its own bonus.
+pub fn run_ceiling(d: &RunData) -> f64 {
+    ceiling(d.plan.scenario, d.inputs.successes, d.score.bonus)
+}
+
+/// Profit as a percentage of the run's ceiling (see [`ceiling`]).
 pub fn percent_of_ceiling(d: &RunData) -> f64 {
-    let c = ceiling(d.plan.scenario, d.inputs.successes);
+    let c = run_ceiling(d);
     if c > 0.0 {
         d.score.total_liquido / c * 100.0
     } else {

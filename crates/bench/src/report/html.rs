@@ -3,11 +3,10 @@
 //! processes, the consistency checks and the stages.
 
 use super::charts::charts;
-use super::figures::{cpu_during_test, percent_of_ceiling};
+use super::figures::{cpu_during_test, percent_of_ceiling, run_ceiling};
 use super::format::{esc, megabytes, money};
 use super::RunOutput;
 use crate::runner::RunData;
-use crate::score::ceiling;
 use std::fmt::Write as _;
 
 /// The page's style sheet.
@@ -119,9 +118,10 @@ fn headline(h: &mut String, d: &RunData) {
     h.push_str("</div>");
     let _ = write!(
         h,
-        "<p>Ceiling: every successful payment through the default processor at the scenario's fee ({}%), bonus at p99 = 0 (22%), no fine: {}.</p>",
+        "<p>Ceiling: every successful payment through the default processor at the scenario's fee ({}%), at this run's own bonus ({}%), no fine: {}.</p>",
         crate::js::big_percent_string(d.plan.scenario.fees().0),
-        money(ceiling(d.plan.scenario, d.inputs.successes))
+        crate::js::big_percent_string(s.bonus),
+        money(run_ceiling(d))
     );
     let _ = write!(
         h,

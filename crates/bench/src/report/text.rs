@@ -3,12 +3,11 @@
 
 use super::figures::{
     backend_peak_cores, backend_peak_rss_mb, cpu_during_test, end_audit_difference,
-    percent_of_ceiling,
+    percent_of_ceiling, run_ceiling,
 };
 use super::format::{megabytes, money};
 use super::RunOutput;
 use crate::runner::RunData;
-use crate::score::ceiling;
 use std::fmt::Write as _;
 
 /// The short human summary printed at the end of a run.
@@ -45,10 +44,10 @@ fn score_lines(t: &mut String, d: &RunData) {
     );
     let _ = writeln!(
         t,
-        "  profit (total_liquido)  {:>14}   {:.1}% of the ceiling ({})",
+        "  profit (total_liquido)  {:>14}   {:.1}% of the ceiling ({}: all default, at this run's bonus, no fine)",
         money(s.total_liquido),
         percent_of_ceiling(d),
-        money(ceiling(d.plan.scenario, d.inputs.successes))
+        money(run_ceiling(d))
     );
     let _ = writeln!(
         t,
