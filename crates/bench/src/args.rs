@@ -2,6 +2,7 @@
 //! applies the constants below, [`Args::default`] returns them, and a test checks that
 //! an empty command line gives exactly [`Args::default`].
 
+use crate::families::DEFAULT_SEED;
 use crate::runner::INITIAL_TOKEN;
 use crate::scenario::Scenario;
 use launcher::{Lb, Limits};
@@ -32,20 +33,25 @@ const LIMITS: Limits = Limits::Rinha;
 /// Flags of `payroute bench`.
 #[derive(Debug, Clone, PartialEq, clap::Args)]
 pub struct Args {
-    /// Which official test: `preview` (rinha.js: 60 s, 550 VUs, 19.90, score from the
-    /// backend's summary) or `final` (rinha-final.js: 300 s, 603 VUs, 20.05, score from
-    /// the processors' books).
+    /// Which test: one of the two official ones, or a scenario family (the final's
+    /// rules, fees 7%/10% and scoring, with its own schedule for any --duration; every
+    /// family ends with both processors working for the last sixth of the run).
     #[arg(long, value_enum, default_value_t = SCENARIO, env = "PAYROUTE_BENCH_SCENARIO")]
     pub scenario: Scenario,
 
+    /// Seed of the `random` scenario's schedule (the same seed, the same schedule).
+    #[arg(long, default_value_t = DEFAULT_SEED, env = "PAYROUTE_BENCH_SEED")]
+    pub seed: u64,
+
     /// MAX_REQUESTS: virtual users at the end of the linear ramp from 1
-    /// [default: 550 for preview, 603 for final].
+    /// [default: 550 for preview, 603 for final and the families].
     #[arg(long, env = "PAYROUTE_BENCH_MAX_REQUESTS")]
     pub max_requests: Option<u32>,
 
     /// Length of the test in seconds, for quick runs: stage times scale in proportion,
     /// the ramp spans it, the checker period scales too (kept within 1-10 s); the
-    /// teardown window stays the official one [default: 60 for preview, 300 for final].
+    /// teardown window stays the official one [default: 60 for preview, 300 for final and
+    /// the families].
     #[arg(long, env = "PAYROUTE_BENCH_DURATION")]
     pub duration: Option<f64>,
 
@@ -113,6 +119,7 @@ impl Default for Args {
     fn default() -> Args {
         Args {
             scenario: SCENARIO,
+            seed: DEFAULT_SEED,
             max_requests: None,
             duration: None,
             backend: None,

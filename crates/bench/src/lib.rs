@@ -6,7 +6,8 @@
 //!
 //! Code map:
 //! - [`args`]: the flags and their defaults.
-//! - [`scenario`]: the two tests as data (stages, ramp, windows), scaled by `--duration`.
+//! - [`scenario`]: the two tests as data (stages, ramp, windows), scaled by `--duration`;
+//!   [`families`]: the scenario families' schedules, for any length.
 //! - [`js`], [`score`]: `handleSummary`'s arithmetic to the last digit, and the result
 //!   file with the official keys.
 //! - [`checker`]: the consistency checker's arithmetic.
@@ -22,6 +23,7 @@
 
 pub mod args;
 pub mod checker;
+pub mod families;
 pub mod http;
 pub mod js;
 pub mod progress;
@@ -86,10 +88,11 @@ fn spawn_signal_handler(cancel: CancellationToken) {
 async fn run_all(args: Args) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone());
-    let plan = Plan::new(
+    let plan = Plan::for_run(
         args.scenario,
         args.duration.map(Duration::from_secs_f64),
         args.max_requests,
+        args.seed,
     );
     let exe = std::env::current_exe().context("locating the payroute executable")?;
     std::fs::create_dir_all(&args.out)
@@ -249,6 +252,8 @@ fn write_outputs(o: &RunOutput, dir: &Path) -> anyhow::Result<()> {
         .collect();
     let bench = serde_json::json!({
         "scenario": d.plan.scenario,
+        "scenario_description": d.plan.scenario.description(),
+        "seed": d.plan.seed,
         "backend": d.backend_url,
         "started_at": d.started_at,
         "duration_seconds": d.plan.duration.as_secs_f64(),

@@ -57,6 +57,17 @@ fn head(h: &mut String, d: &RunData) {
         esc(&title)
     );
     let _ = write!(h, "<h1>{}</h1>", esc(&title));
+    let seed = d
+        .plan
+        .seed
+        .map(|s| format!(" (seed {s})"))
+        .unwrap_or_default();
+    let _ = write!(
+        h,
+        "<p>Scenario <b>{}</b>{seed}: {}.</p>",
+        d.plan.scenario.name(),
+        esc(d.plan.scenario.description())
+    );
     let _ = write!(
         h,
         "<p>Test started {} · {:.0} s · {} VUs · teardown at {:.1} s · results comparable with the published <code>{}</code></p>",

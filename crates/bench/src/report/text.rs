@@ -36,8 +36,12 @@ fn score_lines(t: &mut String, d: &RunData) {
     let s = &d.score;
     let _ = writeln!(
         t,
-        "payroute bench: {} ({:.0} s, {} VUs) against {}",
+        "payroute bench: {}{} ({:.0} s, {} VUs) against {}",
         d.plan.scenario.name(),
+        d.plan
+            .seed
+            .map(|s| format!(" --seed {s}"))
+            .unwrap_or_default(),
         d.plan.duration.as_secs_f64(),
         d.plan.max_vus,
         d.backend_url
