@@ -32,6 +32,7 @@ const LIMITS: Limits = Limits::Rinha;
 
 /// Flags of `payroute bench`.
 #[derive(Debug, Clone, PartialEq, clap::Args)]
+#[command(version = crate::provenance::VERSION)]
 pub struct Args {
     /// Which test: one of the two official ones, or a scenario family (the final's
     /// rules, fees 7%/10% and scoring, with its own schedule for any --duration; every
@@ -219,6 +220,31 @@ mod tests {
         // (Run without PAYROUTE_BENCH_* variables set: they would be read.)
         let cli = Cli::try_parse_from(["bench"]).unwrap();
         assert_eq!(cli.args, Args::default());
+    }
+
+    /// `payroute bench --version`, with `payroute`'s own command shape (a version
+    /// propagated to subcommands): the bench's version names its commit.
+    #[test]
+    fn bench_version_names_the_commit() {
+        #[derive(Parser)]
+        #[command(name = "payroute", version, propagate_version = true)]
+        struct Top {
+            #[command(subcommand)]
+            command: Sub,
+        }
+        #[derive(clap::Subcommand)]
+        enum Sub {
+            Bench(Args),
+        }
+        let e = Top::try_parse_from(["payroute", "bench", "--version"])
+            .err()
+            .unwrap();
+        assert_eq!(e.kind(), clap::error::ErrorKind::DisplayVersion);
+        let text = e.to_string();
+        assert!(
+            text.contains(&format!("(commit {})", crate::provenance::COMMIT)),
+            "{text}"
+        );
     }
 
     #[test]

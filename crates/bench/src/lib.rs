@@ -15,7 +15,8 @@
 //!   each request's [`recorder::Sample`] into the recorder).
 //! - [`runner`]: one run (setup, VUs, checker, stages, teardown).
 //! - [`topology`]: starting and stopping what the bench runs against.
-//! - [`report`], [`progress`]: what the user sees.
+//! - [`report`], [`progress`]: what the user sees; [`provenance`]: the commit and
+//!   the machine a run's figures come from.
 //!
 //! Architecture invariant: scoring, schedules and checker arithmetic are pure and
 //! unit-tested against published figures; only `runner`, `http` and `topology` touch
@@ -27,6 +28,7 @@ pub mod families;
 pub mod http;
 pub mod js;
 pub mod progress;
+pub mod provenance;
 pub mod recorder;
 pub mod report;
 pub mod runner;
@@ -35,6 +37,7 @@ pub mod score;
 pub mod topology;
 
 pub use args::Args;
+pub use provenance::{provenance, Provenance};
 
 use anyhow::{bail, Context};
 use report::RunOutput;
@@ -166,6 +169,7 @@ async fn one_run(
         limits: topo.limits.clone(),
         events,
         command: command.to_string(),
+        provenance: provenance(),
     })
 }
 
@@ -261,6 +265,7 @@ fn write_outputs(o: &RunOutput, dir: &Path) -> anyhow::Result<()> {
         "teardown_at_seconds": d.teardown_at,
         "limits": o.limits.describe(),
         "command": o.command,
+        "provenance": o.provenance,
         "figures": figures,
         "inputs": d.inputs,
         "score": d.score,

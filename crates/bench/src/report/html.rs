@@ -26,6 +26,7 @@ pub fn html(o: &RunOutput) -> String {
     let d = &o.data;
     let mut h = String::new();
     head(&mut h, d);
+    provenance(&mut h, o);
     warnings(&mut h, o);
     headline(&mut h, d);
     h.push_str("<h2>Over time</h2><p>Dashed lines: stage changes (D = default processor, F = fallback: delay, FAIL when failing). Solid line: end of the payments.</p>");
@@ -76,6 +77,15 @@ fn head(h: &mut String, d: &RunData) {
         d.plan.max_vus,
         d.teardown_at,
         d.plan.scenario.results_file()
+    );
+}
+
+/// The commit and the machine the figures come from.
+fn provenance(h: &mut String, o: &RunOutput) {
+    let _ = write!(
+        h,
+        r#"<p class="prov">Built from {}</p>"#,
+        esc(&o.provenance.to_string())
     );
 }
 

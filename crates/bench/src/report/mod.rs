@@ -28,6 +28,7 @@ pub use html::html;
 pub use runs::{aggregate, median};
 pub use text::summary_text;
 
+use crate::provenance::Provenance;
 use crate::runner::RunData;
 use crate::topology::{LimitsNote, ProcUsage};
 
@@ -41,6 +42,8 @@ pub struct RunOutput {
     pub events: Vec<String>,
     /// The command line, for the record.
     pub command: String,
+    /// The commit and the machine the figures come from.
+    pub provenance: Provenance,
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! snapshot` rewrites the files; review their diff.
 
 use super::{figures, html, summary_text, RunOutput};
+use crate::provenance::{Machine, Provenance};
 use crate::recorder::Second;
 use crate::runner::{Check, HealthSample, RunData, StageRun, UsageSample};
 use crate::scenario::{Plan, Scenario};
@@ -171,6 +172,7 @@ fn own_run() -> RunOutput {
         events: vec!["api1 (pid 102) exited: signal: 9 (SIGKILL)\nrestarted after 0.5 s".into()],
         command: "payroute bench --scenario final --duration 10 --max-requests 20 --out \"a<b>\""
             .into(),
+        provenance: provenance(),
     }
 }
 
@@ -225,6 +227,19 @@ fn given_run() -> RunOutput {
         limits: LimitsNote::NotApplicable,
         events: Vec::new(),
         command: "payroute bench --scenario preview --backend http://127.0.0.1:19999/api".into(),
+        provenance: provenance(),
+    }
+}
+
+/// A fixed provenance, so that the snapshots do not depend on the commit or machine.
+fn provenance() -> Provenance {
+    Provenance {
+        commit: "0123456789abcdef0123456789abcdef01234567".into(),
+        machine: Machine {
+            cores: 6,
+            cpu_model: "Intel(R) Core(TM) i7-7700 CPU @ 3.60GHz".into(),
+            kernel: "6.1.0-37-amd64".into(),
+        },
     }
 }
 
