@@ -3,6 +3,7 @@
 //! an empty command line gives exactly [`Args::default`].
 
 use crate::families::DEFAULT_SEED;
+use crate::ready::{Patience, RETRY_INTERVAL, TRIES};
 use crate::runner::INITIAL_TOKEN;
 use crate::scenario::Scenario;
 use launcher::{Lb, Limits};
@@ -60,6 +61,16 @@ pub struct Args {
     /// whole topology exactly as `payroute up` does, under the challenge's limits.
     #[arg(long, env = "PAYROUTE_BENCH_BACKEND")]
     pub backend: Option<String>,
+
+    /// With --backend: tries of `GET /payments-summary` before giving up (exit 108), as
+    /// the official runner waits for a backend before starting the test.
+    #[arg(long, default_value_t = TRIES, value_parser = clap::value_parser!(u32).range(1..),
+          env = "PAYROUTE_BENCH_BACKEND_TRIES")]
+    pub backend_tries: u32,
+
+    /// With --backend: seconds between those tries.
+    #[arg(long, default_value_t = RETRY_INTERVAL.as_secs_f64(), env = "PAYROUTE_BENCH_BACKEND_RETRY_SECS")]
+    pub backend_retry_secs: f64,
 
     /// Default payment processor URL (with --fallback). Without both, the bench starts
     /// two emulators with the scenario's fees (preview 5%/15%, final 7%/10%).
@@ -124,6 +135,8 @@ impl Default for Args {
             max_requests: None,
             duration: None,
             backend: None,
+            backend_tries: TRIES,
+            backend_retry_secs: RETRY_INTERVAL.as_secs_f64(),
             default: None,
             fallback: None,
             token: TOKEN.to_string(),
@@ -136,6 +149,16 @@ impl Default for Args {
             limits: LIMITS,
             no_health: false,
             no_progress: false,
+        }
+    }
+}
+
+impl Args {
+    /// How long to wait for a backend given with `--backend`.
+    pub fn patience(&self) -> Patience {
+        Patience {
+            tries: self.backend_tries,
+            interval: std::time::Duration::from_secs_f64(self.backend_retry_secs.max(0.0)),
         }
     }
 }

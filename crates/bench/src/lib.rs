@@ -13,7 +13,9 @@
 //! - [`checker`]: the consistency checker's arithmetic.
 //! - [`http`], [`recorder`]: k6's way of sending and timing requests (`http` records
 //!   each request's [`recorder::Sample`] into the recorder).
-//! - [`runner`]: one run (setup, VUs, checker, stages, teardown).
+//! - [`runner`]: one run (setup, VUs, checker, stages, teardown); [`ready`]: waiting
+//!   for a backend given by URL.
+//! - [`exit`]: how the bench ends (k6's exit codes).
 //! - [`topology`]: starting and stopping what the bench runs against.
 //! - [`report`], [`progress`]: what the user sees; [`provenance`]: the commit and
 //!   the machine a run's figures come from.
@@ -24,11 +26,13 @@
 
 pub mod args;
 pub mod checker;
+pub mod exit;
 pub mod families;
 pub mod http;
 pub mod js;
 pub mod progress;
 pub mod provenance;
+pub mod ready;
 pub mod recorder;
 pub mod report;
 pub mod runner;
@@ -39,7 +43,8 @@ pub mod topology;
 pub use args::Args;
 pub use provenance::{provenance, Provenance};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
+use exit::{BadUsage, Ending, Interrupted};
 use report::RunOutput;
 use runner::RunSettings;
 use scenario::Plan;
@@ -54,12 +59,46 @@ use topology::{ProcUsage, Topology, TopologyConfig};
 /// would queue every VU's timing behind the others'.
 const BENCH_THREADS: usize = 2;
 
-/// Entry point of `payroute bench`.
+/// Entry point of `payroute bench`: [`execute`], then the process ends with the
+/// ending's exit code (see [`exit`]) when it is not 0. It exits itself because the
+/// binary's `main`, owned elsewhere, maps every error to 1; a caller that owns the
+/// process can call [`execute`] and use [`Ending::code`] instead.
 pub fn run(args: Args) -> anyhow::Result<()> {
+    let ending = execute(args);
+    let code = ending.code();
+    match ending {
+        Ending::Passed => return Ok(()),
+        Ending::Crossed(crossed) => eprintln!(
+            "payroute bench: {} threshold(s) crossed (exit {code}): {}",
+            crossed.len(),
+            crossed.join("; ")
+        ),
+        Ending::Failed(e) => eprintln!("payroute bench: {e:#} (exit {code})"),
+    }
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    std::process::exit(i32::from(code))
+}
+
+/// Runs what `args` asks for and says how it ended; every process it started is
+/// stopped by then.
+pub fn execute(args: Args) -> Ending {
+    match checked_run(args) {
+        Ok(()) => Ending::Passed,
+        Err(e) => Ending::Failed(e),
+    }
+}
+
+fn checked_run(args: Args) -> anyhow::Result<()> {
     if let Some(d) = args.duration {
         if !(d.is_finite() && d >= 1.0) {
-            bail!("--duration must be at least 1 second");
+            return Err(BadUsage("--duration must be at least 1 second".into()).into());
         }
+    }
+    if !(args.backend_retry_secs.is_finite() && args.backend_retry_secs >= 0.0) {
+        return Err(
+            BadUsage("--backend-retry-secs must be a number of seconds, 0 or more".into()).into(),
+        );
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(BENCH_THREADS)
@@ -150,9 +189,12 @@ async fn one_run(
         .context("starting the processes")??;
     let topo = Arc::new(topo);
     if cancel.is_cancelled() {
-        bail!("interrupted");
+        return Err(Interrupted.into());
     }
     let settings = run_settings(args, plan, &topo, label)?;
+    if args.backend.is_some() {
+        ready::wait_for_backend(&settings.backend, args.patience(), cancel).await?;
+    }
     let sampled = if topo.started_payroute || !topo.usage().is_empty() {
         Some(topo.clone())
     } else {
@@ -196,11 +238,17 @@ fn run_settings(
     topo: &Topology,
     label: &str,
 ) -> anyhow::Result<RunSettings> {
+    // A URL that does not parse is a flag that cannot work.
+    let target = |url: &str| {
+        http::Target::parse(url)
+            .map(Arc::new)
+            .map_err(|e| BadUsage(format!("{e:#}")))
+    };
     Ok(RunSettings {
         plan: plan.clone(),
-        backend: Arc::new(http::Target::parse(&topo.backend_url)?),
-        default: Arc::new(http::Target::parse(&topo.default_url)?),
-        fallback: Arc::new(http::Target::parse(&topo.fallback_url)?),
+        backend: target(&topo.backend_url)?,
+        default: target(&topo.default_url)?,
+        fallback: target(&topo.fallback_url)?,
         token: args.token.clone(),
         participant: args.participant.clone().unwrap_or_else(|| {
             if topo.started_payroute {

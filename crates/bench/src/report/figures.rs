@@ -23,6 +23,30 @@ pub fn percent_of_ceiling(d: &RunData) -> f64 {
     }
 }
 
+/// The processors' `feePerTransaction` (default, fallback) as the teardown read them,
+/// when they differ from the scenario's fees, which the ceiling assumes: the share of
+/// the ceiling then does not compare with other runs. `None` when they agree.
+pub fn fee_mismatch(d: &RunData) -> Option<(f64, f64)> {
+    let given = (
+        d.inputs.default.fee_per_transaction,
+        d.inputs.fallback.fee_per_transaction,
+    );
+    let (sd, sf) = d.plan.scenario.fees();
+    let same = |a: f64, b: f64| (a - b).abs() < 1e-9;
+    (!(same(given.0, sd) && same(given.1, sf))).then_some(given)
+}
+
+/// The warning [`fee_mismatch`] calls for, as a sentence.
+pub(super) fn fee_warning(d: &RunData) -> Option<String> {
+    let (gd, gf) = fee_mismatch(d)?;
+    let (sd, sf) = d.plan.scenario.fees();
+    let pct = crate::js::big_percent_string;
+    Some(format!(
+        "the processors report fees of {}% / {}% (feePerTransaction at teardown) but the scenario's are {}% / {}%: the ceiling assumes the scenario's, so this % of the ceiling does not compare with other runs",
+        pct(gd), pct(gf), pct(sd), pct(sf)
+    ))
+}
+
 /// CPU seconds a process used during the test (from the test start to its stop).
 pub(super) fn cpu_during_test(o: &RunOutput, p: &ProcUsage) -> f64 {
     let before = o

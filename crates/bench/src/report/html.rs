@@ -3,7 +3,7 @@
 //! processes, the consistency checks and the stages.
 
 use super::charts::charts;
-use super::figures::{cpu_during_test, percent_of_ceiling, run_ceiling};
+use super::figures::{cpu_during_test, fee_warning, percent_of_ceiling, run_ceiling};
 use super::format::{esc, megabytes, money};
 use super::RunOutput;
 use crate::runner::RunData;
@@ -144,6 +144,9 @@ fn headline(h: &mut String, d: &RunData) {
         crate::js::big_percent_string(s.bonus),
         money(run_ceiling(d))
     );
+    if let Some(w) = fee_warning(d) {
+        let _ = write!(h, r#"<div class="warn">{}</div>"#, esc(&w));
+    }
     let _ = write!(
         h,
         "<p>Latency over the whole test (k6 percentiles over {} answered requests): p50 {:.3} ms · p90 {:.3} ms · p99 {:.3} ms · max {:.3} ms.</p>",

@@ -22,7 +22,8 @@ mod svg;
 mod text;
 
 pub use figures::{
-    backend_peak_cores, end_audit_difference, figures, peak_cores, percent_of_ceiling, run_ceiling,
+    backend_peak_cores, end_audit_difference, fee_mismatch, figures, peak_cores,
+    percent_of_ceiling, run_ceiling,
 };
 pub use html::html;
 pub use runs::{aggregate, median};

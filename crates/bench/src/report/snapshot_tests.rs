@@ -296,3 +296,19 @@ fn report_of_a_given_backend_is_unchanged() {
     check_snapshot("given.txt.snap", &summary_text(&o));
     check_snapshot("given.figures.snap", &figures_text(&o));
 }
+
+#[test]
+fn processors_with_other_fees_are_warned_about() {
+    let mut o = given_run();
+    assert!(super::figures::fee_mismatch(&o.data).is_none());
+    // Processors started with the final's fees under the preview's scenario.
+    o.data.inputs.default.fee_per_transaction = 0.07;
+    o.data.inputs.fallback.fee_per_transaction = 0.1;
+    assert_eq!(super::figures::fee_mismatch(&o.data), Some((0.07, 0.1)));
+    let text = summary_text(&o);
+    assert!(
+        text.contains("!!! the processors report fees of 7% / 10%") && text.contains("5% / 15%"),
+        "{text}"
+    );
+    assert!(html(&o).contains("<div class=\"warn\">the processors report fees of 7% / 10%"));
+}

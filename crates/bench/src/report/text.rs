@@ -2,7 +2,7 @@
 //! of, each process's cost, the end audit, the limits and anything that went wrong.
 
 use super::figures::{
-    backend_peak_cores, backend_peak_rss_mb, cpu_during_test, end_audit_difference,
+    backend_peak_cores, backend_peak_rss_mb, cpu_during_test, end_audit_difference, fee_warning,
     percent_of_ceiling, run_ceiling,
 };
 use super::format::{megabytes, money};
@@ -53,6 +53,9 @@ fn score_lines(t: &mut String, d: &RunData) {
         percent_of_ceiling(d),
         money(run_ceiling(d))
     );
+    if let Some(w) = fee_warning(d) {
+        let _ = writeln!(t, "  !!! {w}");
+    }
     let _ = writeln!(
         t,
         "  p99                     {:>11} ms   bonus {}%  (p50 {:.2} / p90 {:.2} / max {:.2} ms over {} requests)",

@@ -26,13 +26,14 @@ mod script;
 pub use samples::{parse_health, HealthSample, UsageSample};
 pub use script::{check_window, INITIAL_TOKEN};
 
+use crate::exit::Interrupted;
 use crate::http::Target;
 use crate::progress::Progress;
 use crate::recorder::{Recorder, Second};
 use crate::scenario::{Plan, PlannedStage};
 use crate::score::{self, BackendSummary, Inputs, OfficialResults, ProcessorSummary, Score};
 use crate::topology::{ProcUsage, Topology};
-use anyhow::{bail, Context};
+use anyhow::Context;
 use model::Micros;
 use script::Books;
 use serde::Serialize;
@@ -179,7 +180,7 @@ pub async fn run_once(
     let rec = Arc::new(Recorder::new());
     tokio::select! {
         r = script::setup(s, &rec) => r?,
-        _ = cancel.cancelled() => bail!("interrupted during setup"),
+        _ = cancel.cancelled() => return Err(anyhow::Error::from(Interrupted).context("during setup")),
     }
     let health_answers = s.sample_health && samples::probe_health(&s.backend).await;
     let health = health_answers.then(|| s.backend.clone());
@@ -190,7 +191,7 @@ pub async fn run_once(
     let test = run_test(s, &rec, health, topology, cancel).await?;
     let books = tokio::select! {
         b = script::teardown(s, &rec) => b,
-        _ = cancel.cancelled() => bail!("interrupted during teardown"),
+        _ = cancel.cancelled() => return Err(anyhow::Error::from(Interrupted).context("during teardown")),
     };
     Ok(handle_summary(s, &rec, test, books, usage_at_start))
 }
@@ -268,7 +269,7 @@ async fn run_scenarios(
     };
     let outcome = tokio::select! {
         r = all_done => r,
-        _ = cancel.cancelled() => Err(anyhow::anyhow!("interrupted")),
+        _ = cancel.cancelled() => Err(Interrupted.into()),
     };
     // Dropping `work` aborts whatever is left (on error or Ctrl-C).
     drop(work);
