@@ -17,7 +17,8 @@
 //!   for a backend given by URL.
 //! - [`exit`]: how the bench ends (k6's exit codes).
 //! - [`topology`]: starting and stopping what the bench runs against.
-//! - [`report`], [`progress`]: what the user sees; [`provenance`]: the commit and
+//! - [`report`], [`progress`], [`outputs`]: what the user sees and the files a run
+//!   leaves; [`provenance`]: the commit and
 //!   the machine a run's figures come from.
 //!
 //! Architecture invariant: scoring, schedules and checker arithmetic are pure and
@@ -30,6 +31,7 @@ pub mod exit;
 pub mod families;
 pub mod http;
 pub mod js;
+pub mod outputs;
 pub mod progress;
 pub mod provenance;
 pub mod ready;
@@ -154,7 +156,7 @@ async fn run_all(args: Args) -> anyhow::Result<()> {
             format!("{} run {k}/{}", args.scenario.name(), args.runs)
         };
         let out = one_run(&args, &plan, &exe, &dir, &label, &command, &cancel).await?;
-        write_outputs(&out, &dir)?;
+        outputs::write(&out, &dir)?;
         println!("{}", report::summary_text(&out));
         println!(
             "  files: {}, {}, {}\n",
@@ -279,53 +281,6 @@ async fn stop(topo: &Arc<Topology>) -> Vec<ProcUsage> {
             Vec::new()
         }
     }
-}
-
-fn write_outputs(o: &RunOutput, dir: &Path) -> anyhow::Result<()> {
-    let d = &o.data;
-    let results = dir.join(d.plan.scenario.results_file());
-    std::fs::write(&results, d.results.to_json())
-        .with_context(|| format!("writing {}", results.display()))?;
-    std::fs::write(dir.join("report.html"), report::html(o))?;
-    let usage: Vec<serde_json::Value> = o
-        .usage
-        .iter()
-        .map(|p| {
-            serde_json::json!({
-                "name": p.name, "pid": p.pid, "cpu_seconds": p.cpu_seconds,
-                "peak_rss_bytes": p.peak_rss_bytes, "throttled_seconds": p.throttled_seconds,
-                "limits_enforced": p.limits_enforced,
-            })
-        })
-        .collect();
-    let figures: serde_json::Map<String, serde_json::Value> = report::figures(o)
-        .into_iter()
-        .map(|(k, v)| (k, serde_json::json!(v)))
-        .collect();
-    let bench = serde_json::json!({
-        "scenario": d.plan.scenario,
-        "scenario_description": d.plan.scenario.description(),
-        "seed": d.plan.seed,
-        "backend": d.backend_url,
-        "started_at": d.started_at,
-        "duration_seconds": d.plan.duration.as_secs_f64(),
-        "max_vus": d.plan.max_vus,
-        "teardown_at_seconds": d.teardown_at,
-        "limits": o.limits.describe(),
-        "command": o.command,
-        "provenance": o.provenance,
-        "figures": figures,
-        "inputs": d.inputs,
-        "score": d.score,
-        "processes": usage,
-        "checks": d.checks,
-        "stages": d.stages,
-    });
-    std::fs::write(
-        dir.join("bench.json"),
-        serde_json::to_string_pretty(&bench)?,
-    )?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -230,6 +230,7 @@ mod tests {
                         ("worker".into(), worker),
                         ("processor-default".into(), f64::from(t)),
                     ],
+                    ..UsageSample::default()
                 }
             })
             .collect();

@@ -1,6 +1,7 @@
 //! The outputs of a run besides the official JSON: `report.html` (self-contained:
-//! inline CSS and hand-written SVG, nothing fetched, no script), the flat list of
-//! figures that `--runs` aggregates (and the aggregate), and the short human summary.
+//! inline CSS and hand-written SVG, nothing fetched), the time series, the flat list
+//! of figures that `--runs` aggregates (and the aggregate), and the short human
+//! summary.
 //!
 //! - `figures`: what the report derives from a run (share of the ceiling, CPU during
 //!   the test, the backend's peaks, the end audit), and the flat list of figures;
@@ -8,6 +9,7 @@
 //! - `html`: the page; `charts`: its charts, one function each; `svg`: the chart
 //!   primitive they are drawn with;
 //! - `runs`: the min / median / max of every figure across `--runs`;
+//! - `timeseries`: the run one row a second (`timeseries.csv`, `bench.json`);
 //! - `format`: money, megabytes and HTML escaping, shared by the others.
 //!
 //! Hand-written SVG rather than a plotting crate: five line charts with a legend and
@@ -20,6 +22,7 @@ mod html;
 mod runs;
 mod svg;
 mod text;
+mod timeseries;
 
 pub use figures::{
     backend_peak_cores, end_audit_difference, fee_mismatch, figures, peak_cores,
@@ -28,6 +31,7 @@ pub use figures::{
 pub use html::html;
 pub use runs::{aggregate, median};
 pub use text::summary_text;
+pub use timeseries::{timeseries, TimeSeries, FIXED_COLUMNS, PROCESS_COLUMNS};
 
 use crate::provenance::Provenance;
 use crate::runner::RunData;

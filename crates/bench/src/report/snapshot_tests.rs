@@ -8,7 +8,7 @@
 use super::{figures, html, summary_text, RunOutput};
 use crate::provenance::{Machine, Provenance};
 use crate::recorder::Second;
-use crate::runner::{Check, HealthSample, RunData, StageRun, UsageSample};
+use crate::runner::{BooksSample, Check, HealthSample, RunData, StageRun, UsageSample};
 use crate::scenario::{Plan, Scenario};
 use crate::score::{self, BackendSummary, Inputs, OfficialResults, ProcessorSummary};
 use crate::topology::{LimitsNote, ProcUsage};
@@ -70,6 +70,18 @@ fn usage_sample(t: u32) -> UsageSample {
             ("api1".into(), 0.05 * t),
             ("processor-default".into(), 0.02 * t),
         ],
+        rss_bytes: vec![
+            ("worker".into(), 30_000_000.0 + t * 100_000.0),
+            ("api1".into(), 9_000_000.0),
+            ("processor-default".into(), 15_000_000.0),
+        ],
+        throttled_seconds: vec![
+            (
+                "worker".into(),
+                if t > 5.0 { 0.01 * (t - 5.0) } else { 0.0 },
+            ),
+            ("api1".into(), 0.0),
+        ],
     }
 }
 
@@ -82,6 +94,18 @@ fn health(t: u32) -> HealthSample {
         accepted: Some(t * 10.0),
         processed_default: (t < 8.0).then_some(t * 8.0),
         processed_fallback: Some(t * t),
+        held_payments: Some(((t * 5.0) % 11.0).floor()),
+        held_oldest_age_ms: Some((t * 100.0) % 900.0),
+    }
+}
+
+/// Second `t` of the processors' books: the fallback's read failed at 6 s.
+fn books(t: u32) -> BooksSample {
+    let t = f64::from(t) + 0.5;
+    BooksSample {
+        t,
+        default: Some(processor(t * 9.0, t * 9.0 * 20.05, 0.07)),
+        fallback: (t != 6.5).then(|| processor(t * 4.0, t * 4.0 * 20.05, 0.1)),
     }
 }
 
@@ -152,6 +176,7 @@ fn own_run() -> RunOutput {
         stages,
         health: (0..11).map(health).collect(),
         usage_samples: (0..12).map(usage_sample).collect(),
+        books: (0..12).map(books).collect(),
         usage_at_start,
         requests: 160,
         p99_sample_size: 150,
@@ -212,6 +237,7 @@ fn given_run() -> RunOutput {
         stages: Vec::new(),
         health: Vec::new(),
         usage_samples: Vec::new(),
+        books: Vec::new(),
         usage_at_start: Vec::new(),
         requests: 16_800,
         p99_sample_size: 16_790,
@@ -311,4 +337,62 @@ fn processors_with_other_fees_are_warned_about() {
         "{text}"
     );
     assert!(html(&o).contains("<div class=\"warn\">the processors report fees of 7% / 10%"));
+}
+
+#[test]
+fn time_series_of_a_run_the_bench_started() {
+    let o = own_run();
+    let ts = super::timeseries(&o.data);
+    check_snapshot("own.timeseries.csv.snap", &ts.csv());
+    // 11 recorded seconds, samples up to 11.x s: 12 rows.
+    assert_eq!(ts.rows.len(), 12);
+    let at = |name: &str, i: usize| ts.column(name).unwrap()[i];
+    // Accepted so far at 2 s: 0 + 10 + 20; books at 2.5 s: 22.5 default, 10 fallback.
+    assert_eq!(at("accepted_total", 2), Some(30.0));
+    assert_eq!(at("lag", 2), Some(30.0 - 32.5));
+    assert!((at("fallback_share_pct", 2).unwrap() - 1000.0 / 32.5).abs() < 1e-9);
+    // The fallback's books did not answer at 6.5 s: no lag, no share that second.
+    assert_eq!((at("lag", 6), at("fallback_share_pct", 6)), (None, None));
+    assert_eq!(at("held_payments", 3), Some(5.0));
+    // worker: 0.1 t + 0.01 t² CPU seconds, so 0.15 core between 2 s and 3 s.
+    assert!((at("cpu_pct[worker]", 3).unwrap() - 15.0).abs() < 1e-9);
+    assert!((at("throttled_ms_per_s[worker]", 7).unwrap() - 10.0).abs() < 1e-9);
+    // Processes without a cgroup have no throttling column.
+    assert!(ts.column("throttled_ms_per_s[processor-default]").is_none());
+    assert!(ts.column("rss_mb[processor-default]").is_some());
+    // bench.json: the same names, null for an empty cell.
+    let json = ts.json();
+    assert_eq!(json[6]["lag"], serde_json::Value::Null);
+    assert_eq!(json[2]["accepted_total"], 30.0);
+}
+
+#[test]
+fn time_series_without_samples_has_empty_cells() {
+    let o = given_run();
+    let ts = super::timeseries(&o.data);
+    assert_eq!(ts.columns, super::FIXED_COLUMNS);
+    assert_eq!(ts.rows.len(), 3);
+    let csv = ts.csv();
+    // No answered request: latency empty; no /health, no books.
+    assert_eq!(
+        csv.lines().nth(1).unwrap(),
+        "0,43,40,1,0,,,,,1,40,,,,,,,,,,,"
+    );
+}
+
+#[test]
+fn every_time_series_column_is_documented() {
+    let doc = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/BENCHMARKS.md"),
+    )
+    .unwrap();
+    for c in super::FIXED_COLUMNS {
+        assert!(doc.contains(&format!("`{c}`")), "docs/BENCHMARKS.md: `{c}`");
+    }
+    for p in super::PROCESS_COLUMNS {
+        assert!(
+            doc.contains(&format!("`{p}[NAME]`")),
+            "docs/BENCHMARKS.md: `{p}[NAME]`"
+        );
+    }
 }

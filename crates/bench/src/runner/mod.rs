@@ -23,7 +23,7 @@
 mod samples;
 mod script;
 
-pub use samples::{parse_health, HealthSample, UsageSample};
+pub use samples::{parse_health, BooksSample, HealthSample, UsageSample};
 pub use script::{check_window, INITIAL_TOKEN};
 
 use crate::exit::Interrupted;
@@ -98,6 +98,8 @@ pub struct RunData {
     pub stages: Vec<StageRun>,
     pub health: Vec<HealthSample>,
     pub usage_samples: Vec<UsageSample>,
+    /// Both processors' books once a second (never recorded).
+    pub books: Vec<BooksSample>,
     /// Usage at the test start (after setup), to give CPU seconds during the test.
     pub usage_at_start: Vec<ProcUsage>,
     /// Requests of the whole test, and those counted by the p99.
@@ -155,6 +157,7 @@ struct Collected {
     stages: Collector<StageRun>,
     health: Collector<HealthSample>,
     usage: Collector<UsageSample>,
+    books: Collector<BooksSample>,
     /// Inconsistencies counted so far, for the progress display.
     inconsistencies: Arc<AtomicU64>,
 }
@@ -276,7 +279,7 @@ async fn run_scenarios(
     outcome
 }
 
-/// What watches the test without taking part in it: the `/health` and usage
+/// What watches the test without taking part in it: the `/health`, books and usage
 /// samplers, the progress display.
 struct Observers {
     stop: CancellationToken,
@@ -284,7 +287,8 @@ struct Observers {
 }
 
 impl Observers {
-    /// Samples `health` and `topology` when given, shows progress when asked.
+    /// Samples the processors' books, `health` and `topology` when given, shows progress
+    /// when asked.
     fn start(
         s: &RunSettings,
         t0: Instant,
@@ -299,6 +303,15 @@ impl Observers {
             let out = collected.health.clone();
             tasks.spawn(samples::sample_health(backend, t0, out, stop.clone()));
         }
+        let processors = [s.default.clone(), s.fallback.clone()];
+        let books = collected.books.clone();
+        tasks.spawn(samples::sample_books(
+            processors,
+            s.token.clone(),
+            t0,
+            books,
+            stop.clone(),
+        ));
         if let Some(topo) = topology {
             let out = collected.usage.clone();
             tasks.spawn(samples::sample_usage(topo, t0, out, stop.clone()));
@@ -364,6 +377,7 @@ fn handle_summary(
         stages,
         health: test.collected.health.take(),
         usage_samples: test.collected.usage.take(),
+        books: test.collected.books.take(),
         usage_at_start,
         requests: rec.requests.load(Ordering::Relaxed),
         p99_sample_size: sorted.len(),
