@@ -47,6 +47,16 @@ pub(super) fn fee_warning(d: &RunData) -> Option<String> {
     ))
 }
 
+/// The fallback's share of the payments the processors booked over the teardown
+/// window, % (their own books, so for any backend); `None` when they booked none.
+pub fn fallback_share(d: &RunData) -> Option<f64> {
+    let (def, fb) = (
+        d.inputs.default.total_requests,
+        d.inputs.fallback.total_requests,
+    );
+    (def + fb > 0.0).then(|| fb / (def + fb) * 100.0)
+}
+
 /// CPU seconds a process used during the test (from the test start to its stop).
 pub(super) fn cpu_during_test(o: &RunOutput, p: &ProcUsage) -> f64 {
     let before = o
@@ -186,6 +196,10 @@ fn run_figures(d: &RunData) -> Vec<(String, f64)> {
         ("payments_failed".into(), d.inputs.failures as f64),
         ("payments_default".into(), s.default_requests),
         ("payments_fallback".into(), s.fallback_requests),
+        (
+            "fallback_share_percent".into(),
+            fallback_share(d).unwrap_or(0.0),
+        ),
         ("requests".into(), d.requests as f64),
         ("bench_cpu_seconds".into(), d.bench_cpu_seconds),
     ]

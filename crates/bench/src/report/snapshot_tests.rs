@@ -181,6 +181,11 @@ fn own_run() -> RunOutput {
         requests: 160,
         p99_sample_size: 150,
         overall_ms: [0.21, 0.48, 1.2549, 28.375],
+        latency_bins: crate::recorder::latency_bins(
+            &(1..=150)
+                .map(|k| 0.05 + f64::from(k * k) / 800.0)
+                .collect::<Vec<_>>(),
+        ),
         bench_cpu_seconds: 0.75,
         started_at: "2025-07-10T12:00:00.000Z".into(),
         teardown_at: 11.25,
@@ -242,6 +247,7 @@ fn given_run() -> RunOutput {
         requests: 16_800,
         p99_sample_size: 16_790,
         overall_ms: [0.2, 0.5, 1.25, 16.0],
+        latency_bins: Vec::new(),
         bench_cpu_seconds: 1.5,
         started_at: "2025-07-10T12:00:00.000Z".into(),
         teardown_at: 61.0,
@@ -395,4 +401,62 @@ fn every_time_series_column_is_documented() {
             "docs/BENCHMARKS.md: `{p}[NAME]`"
         );
     }
+}
+
+/// The `data-chart` ids of a page, in order.
+fn chart_ids(page: &str) -> Vec<String> {
+    page.split("data-chart=\"")
+        .skip(1)
+        .map(|rest| rest[..rest.find('"').unwrap()].to_string())
+        .collect()
+}
+
+/// The rows of the page's per-stage table (its header included).
+fn stage_table_rows(page: &str) -> usize {
+    let table = &page[page.find("<h2>Per stage</h2>").unwrap()..];
+    table[..table.find("</table>").unwrap()]
+        .matches("<tr>")
+        .count()
+}
+
+#[test]
+fn a_run_the_bench_started_has_every_chart_and_a_row_per_stage() {
+    let page = html(&own_run());
+    let ids = chart_ids(&page);
+    assert_eq!(
+        ids,
+        [
+            "latency",
+            "latency-distribution",
+            "throughput",
+            "lag",
+            "books",
+            "queue",
+            "held",
+            "held-age",
+            "processed",
+            "cpu",
+            "rss",
+            "throttling"
+        ]
+    );
+    assert!(page.contains(&format!("<body data-charts=\"{}\">", ids.len())));
+    // Ten stages of the scaled final, then the drain.
+    assert_eq!(stage_table_rows(&page), 1 + 10 + 1);
+    assert!(page.contains("(drain)"));
+    // The only script is the inline check; nothing is fetched.
+    assert_eq!(page.matches("<script").count(), 1);
+    assert!(page.contains(super::CHECK_SCRIPT));
+    assert!(!page.contains("src=") && !page.contains("href="));
+}
+
+#[test]
+fn a_given_backend_has_the_charts_it_can() {
+    let page = html(&given_run());
+    assert_eq!(
+        chart_ids(&page),
+        ["latency", "latency-distribution", "throughput"]
+    );
+    // The preview's six stages (none was sent in this fixture), then the drain.
+    assert_eq!(stage_table_rows(&page), 1 + 6 + 1);
 }

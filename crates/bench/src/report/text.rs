@@ -2,8 +2,8 @@
 //! of, each process's cost, the end audit, the limits and anything that went wrong.
 
 use super::figures::{
-    backend_peak_cores, backend_peak_rss_mb, cpu_during_test, end_audit_difference, fee_warning,
-    percent_of_ceiling, run_ceiling,
+    backend_peak_cores, backend_peak_rss_mb, cpu_during_test, end_audit_difference, fallback_share,
+    fee_warning, percent_of_ceiling, run_ceiling,
 };
 use super::format::{megabytes, money};
 use super::RunOutput;
@@ -71,6 +71,12 @@ fn score_lines(t: &mut String, d: &RunData) {
         "  payments                {:>14} ok, {} failed; counted default {}, fallback {}; lag {}",
         d.inputs.successes, d.inputs.failures, s.default_requests, s.fallback_requests, s.lag
     );
+    if let Some(share) = fallback_share(d) {
+        let _ = writeln!(
+            t,
+            "  fallback share          {share:>13.1}%   of what the processors booked (their books, teardown window)"
+        );
+    }
     let _ = writeln!(
         t,
         "  inconsistencies         {:>14}   fine {}%  ({} checks)",

@@ -29,7 +29,7 @@ pub use script::{check_window, INITIAL_TOKEN};
 use crate::exit::Interrupted;
 use crate::http::Target;
 use crate::progress::Progress;
-use crate::recorder::{Recorder, Second};
+use crate::recorder::{latency_bins, LatencyBin, Recorder, Second};
 use crate::scenario::{Plan, PlannedStage};
 use crate::score::{self, BackendSummary, Inputs, OfficialResults, ProcessorSummary, Score};
 use crate::topology::{ProcUsage, Topology};
@@ -107,6 +107,8 @@ pub struct RunData {
     pub p99_sample_size: usize,
     /// k6-style percentiles of the p99 sample, ms: p50, p90, p99, max.
     pub overall_ms: [f64; 4],
+    /// The distribution of the p99 sample.
+    pub latency_bins: Vec<LatencyBin>,
     /// CPU seconds the bench itself used from the test start to the teardown: the load
     /// generator shares the machine, so the report shows its cost.
     pub bench_cpu_seconds: f64,
@@ -382,6 +384,7 @@ fn handle_summary(
         requests: rec.requests.load(Ordering::Relaxed),
         p99_sample_size: sorted.len(),
         overall_ms,
+        latency_bins: latency_bins(&sorted),
         bench_cpu_seconds: test.bench_cpu_seconds,
         started_at: test.started_at,
         teardown_at: test.teardown_at,
