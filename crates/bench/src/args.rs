@@ -6,6 +6,7 @@ use crate::families::DEFAULT_SEED;
 use crate::ready::{Patience, RETRY_INTERVAL, TRIES};
 use crate::runner::INITIAL_TOKEN;
 use crate::scenario::Scenario;
+use crate::thresholds::Thresholds;
 use launcher::{Lb, Limits};
 use std::fmt;
 use std::path::PathBuf;
@@ -118,6 +119,29 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = LIMITS, env = "PAYROUTE_BENCH_LIMITS")]
     pub limits: Limits,
 
+    /// Threshold: the scored p99 (rounded to 2 decimals as the score rounds it) must not
+    /// exceed this many ms, or the bench exits 99 once the run is over.
+    #[arg(long, env = "PAYROUTE_BENCH_MAX_P99_MS")]
+    pub max_p99_ms: Option<f64>,
+
+    /// Threshold: the checker's inconsistency count must not exceed this.
+    #[arg(long, env = "PAYROUTE_BENCH_MAX_INCONSISTENCIES")]
+    pub max_inconsistencies: Option<f64>,
+
+    /// Threshold: failed POSTs (not answered 200/201/202/204) must not exceed this.
+    #[arg(long, env = "PAYROUTE_BENCH_MAX_FAILED")]
+    pub max_failed: Option<u64>,
+
+    /// Threshold: the lag (successful POSTs not counted at the teardown) must not
+    /// exceed this. A negative lag (caixa dois) always fails.
+    #[arg(long, env = "PAYROUTE_BENCH_MAX_LAG")]
+    pub max_lag: Option<f64>,
+
+    /// Threshold: the challenge's limits must have been enforced on the payroute the
+    /// bench starts (not with --backend or --limits off).
+    #[arg(long, env = "PAYROUTE_BENCH_REQUIRE_LIMITS")]
+    pub require_limits: bool,
+
     /// Do not sample the backend's /health for the report (never counted in the p99).
     #[arg(long)]
     pub no_health: bool,
@@ -147,6 +171,11 @@ impl Default for Args {
             emulator_ports: EMULATOR_PORTS,
             lb: LB,
             limits: LIMITS,
+            max_p99_ms: None,
+            max_inconsistencies: None,
+            max_failed: None,
+            max_lag: None,
+            require_limits: false,
             no_health: false,
             no_progress: false,
         }
@@ -154,6 +183,17 @@ impl Default for Args {
 }
 
 impl Args {
+    /// The thresholds a finished run must meet.
+    pub fn thresholds(&self) -> Thresholds {
+        Thresholds {
+            max_p99_ms: self.max_p99_ms,
+            max_inconsistencies: self.max_inconsistencies,
+            max_failed: self.max_failed,
+            max_lag: self.max_lag,
+            require_limits: self.require_limits,
+        }
+    }
+
     /// How long to wait for a backend given with `--backend`.
     pub fn patience(&self) -> Patience {
         Patience {

@@ -56,6 +56,15 @@ pub enum Ending {
 }
 
 impl Ending {
+    /// The ending of runs that all finished, having crossed these thresholds.
+    pub fn of_finished(crossed: Vec<String>) -> Ending {
+        if crossed.is_empty() {
+            Ending::Passed
+        } else {
+            Ending::Crossed(crossed)
+        }
+    }
+
     /// The process's exit code.
     pub fn code(&self) -> u8 {
         match self {

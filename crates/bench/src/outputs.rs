@@ -54,6 +54,7 @@ pub fn bench_json(o: &RunOutput, series: &report::TimeSeries) -> serde_json::Val
         "limits": o.limits.describe(),
         "command": o.command,
         "provenance": o.provenance,
+        "thresholds": o.judgement,
         "figures": figures,
         "inputs": d.inputs,
         "score": d.score,

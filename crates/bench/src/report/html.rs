@@ -105,14 +105,22 @@ fn provenance(h: &mut String, o: &RunOutput) {
     );
 }
 
-/// Caixa dois, whether the limits held, and exits of started processes.
+/// The thresholds (caixa dois among them), whether the limits held, and exits of
+/// started processes.
 fn warnings(h: &mut String, o: &RunOutput) {
-    let s = &o.data.score;
-    if s.caixa_dois() {
+    let j = &o.judgement;
+    for c in &j.crossed {
         let _ = write!(
             h,
-            r#"<div class="warn">CAIXA DOIS: the backend counted {} more payments than were accepted (negative lag): disqualified in the challenge.</div>"#,
-            -s.lag
+            r#"<div class="warn">Threshold crossed: {}</div>"#,
+            esc(&c.text)
+        );
+    }
+    if j.crossed.is_empty() {
+        let _ = write!(
+            h,
+            r#"<div class="ok">Thresholds passed: {}</div>"#,
+            esc(&j.checked.join(", "))
         );
     }
     let limits_class = if o.limits.is_warning() { "warn" } else { "ok" };

@@ -40,6 +40,7 @@ pub use timeseries::{timeseries, TimeSeries, FIXED_COLUMNS, PROCESS_COLUMNS};
 
 use crate::provenance::Provenance;
 use crate::runner::RunData;
+use crate::thresholds::Judgement;
 use crate::topology::{LimitsNote, ProcUsage};
 
 /// A finished run with what the report needs beyond the measurements.
@@ -54,6 +55,8 @@ pub struct RunOutput {
     pub command: String,
     /// The commit and the machine the figures come from.
     pub provenance: Provenance,
+    /// The thresholds checked and those crossed.
+    pub judgement: Judgement,
 }
 
 #[cfg(test)]

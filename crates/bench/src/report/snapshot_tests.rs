@@ -11,6 +11,7 @@ use crate::recorder::Second;
 use crate::runner::{BooksSample, Check, HealthSample, RunData, StageRun, UsageSample};
 use crate::scenario::{Plan, Scenario};
 use crate::score::{self, BackendSummary, Inputs, OfficialResults, ProcessorSummary};
+use crate::thresholds::{judgement, Judgement, Thresholds};
 use crate::topology::{LimitsNote, ProcUsage};
 use hdrhistogram::Histogram;
 use std::path::PathBuf;
@@ -191,7 +192,7 @@ fn own_run() -> RunOutput {
         teardown_at: 11.25,
         end_audit: Some(backend(101.0, 45.0)),
     };
-    RunOutput {
+    let o = RunOutput {
         data,
         usage: vec![
             usage("worker", 101, 2.5, Some(0.03)),
@@ -203,6 +204,17 @@ fn own_run() -> RunOutput {
         command: "payroute bench --scenario final --duration 10 --max-requests 20 --out \"a<b>\""
             .into(),
         provenance: provenance(),
+        judgement: Judgement::default(),
+    };
+    // p99 1.25 > 1: crossed; 3 failed <= 5: passed; lag -5: caixa dois.
+    let t = Thresholds {
+        max_p99_ms: Some(1.0),
+        max_failed: Some(5),
+        ..Thresholds::default()
+    };
+    RunOutput {
+        judgement: judgement(&t, &o.data, &o.limits),
+        ..o
     }
 }
 
@@ -253,6 +265,7 @@ fn given_run() -> RunOutput {
         teardown_at: 61.0,
         end_audit: None,
     };
+    let judged = judgement(&Thresholds::default(), &data, &LimitsNote::NotApplicable);
     RunOutput {
         data,
         usage: Vec::new(),
@@ -260,6 +273,7 @@ fn given_run() -> RunOutput {
         events: Vec::new(),
         command: "payroute bench --scenario preview --backend http://127.0.0.1:19999/api".into(),
         provenance: provenance(),
+        judgement: judged,
     }
 }
 

@@ -14,6 +14,7 @@ use std::fmt::Write as _;
 pub fn summary_text(o: &RunOutput) -> String {
     let mut t = String::new();
     score_lines(&mut t, &o.data);
+    threshold_lines(&mut t, o);
     process_lines(&mut t, o);
     end_audit_line(&mut t, o);
     if let Some(peak) = backend_peak_cores(o) {
@@ -84,12 +85,16 @@ fn score_lines(t: &mut String, d: &RunData) {
         s.fine * 100.0,
         d.checks.len()
     );
-    if s.caixa_dois() {
-        let _ = writeln!(
-            t,
-            "  !!! CAIXA DOIS: the backend counted {} more payments than were accepted: DISQUALIFIED in the challenge",
-            -s.lag
-        );
+}
+
+/// The thresholds: each one crossed, or that all checked passed.
+fn threshold_lines(t: &mut String, o: &RunOutput) {
+    let j = &o.judgement;
+    if j.crossed.is_empty() {
+        let _ = writeln!(t, "  thresholds passed       {}", j.checked.join(", "));
+    }
+    for c in &j.crossed {
+        let _ = writeln!(t, "  !!! THRESHOLD CROSSED: {}", c.text);
     }
 }
 
