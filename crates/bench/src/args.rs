@@ -42,6 +42,19 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = SCENARIO, env = "PAYROUTE_BENCH_SCENARIO")]
     pub scenario: Scenario,
 
+    /// Run several scenarios in one go, e.g. `default-down,flapping,random`: each in
+    /// its own directory under --out (with --runs each), then one table,
+    /// matrix.txt and matrix.json (% of the ceiling, lag, inconsistencies, fallback
+    /// share, p99; medians across --runs).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        conflicts_with = "scenario",
+        env = "PAYROUTE_BENCH_SCENARIOS"
+    )]
+    pub scenarios: Vec<Scenario>,
+
     /// Seed of the `random` scenario's schedule (the same seed, the same schedule).
     #[arg(long, default_value_t = DEFAULT_SEED, env = "PAYROUTE_BENCH_SEED")]
     pub seed: u64,
@@ -155,6 +168,7 @@ impl Default for Args {
     fn default() -> Args {
         Args {
             scenario: SCENARIO,
+            scenarios: Vec::new(),
             seed: DEFAULT_SEED,
             max_requests: None,
             duration: None,
@@ -308,6 +322,19 @@ mod tests {
             text.contains(&format!("(commit {})", crate::provenance::COMMIT)),
             "{text}"
         );
+    }
+
+    #[test]
+    fn scenarios_take_a_list_and_exclude_scenario() {
+        let cli =
+            Cli::try_parse_from(["bench", "--scenarios", "default-down,flapping,random"]).unwrap();
+        assert_eq!(
+            cli.args.scenarios,
+            [Scenario::DefaultDown, Scenario::Flapping, Scenario::Random]
+        );
+        assert!(Cli::try_parse_from(["bench", "--scenarios", "nope"]).is_err());
+        let both = Cli::try_parse_from(["bench", "--scenario", "final", "--scenarios", "final"]);
+        assert!(both.is_err());
     }
 
     #[test]

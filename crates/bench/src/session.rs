@@ -44,7 +44,6 @@ struct Session {
 
 /// What the runs of one scenario left.
 pub struct ScenarioRuns {
-    pub scenario: Scenario,
     /// Every figure of each run (see [`report::figures`]).
     pub figures: Vec<Vec<(String, f64)>>,
     /// The thresholds they crossed, each sentence led by the run's label.
@@ -64,13 +63,46 @@ pub async fn run_all(args: Args) -> anyhow::Result<Vec<String>> {
         exe,
         cancel,
     };
-    let done = session
-        .scenario(session.args.scenario, &session.args.out)
-        .await?;
-    Ok(done.crossed)
+    if session.args.scenarios.is_empty() {
+        let done = session
+            .scenario(session.args.scenario, &session.args.out)
+            .await?;
+        return Ok(done.crossed);
+    }
+    session.matrix().await
 }
 
 impl Session {
+    /// Each scenario of `--scenarios` in `out/NAME/`, then the matrix of them all.
+    async fn matrix(&self) -> anyhow::Result<Vec<String>> {
+        let out = &self.args.out;
+        let (mut rows, mut crossed) = (Vec::new(), Vec::new());
+        for &scenario in &self.args.scenarios {
+            let done = self.scenario(scenario, &out.join(scenario.name())).await?;
+            rows.push(report::matrix_row(scenario, &done.figures));
+            crossed.extend(done.crossed);
+        }
+        let text = report::matrix_text(&rows);
+        let put = |name: &str, body: &str| {
+            let path = out.join(name);
+            std::fs::write(&path, body).with_context(|| format!("writing {}", path.display()))
+        };
+        put("matrix.txt", &text)?;
+        put("matrix.json", &report::matrix_json(&rows))?;
+        println!(
+            "{} scenarios ({}):\n{text}  files: {}, {}",
+            rows.len(),
+            if self.args.runs > 1 {
+                "medians of --runs"
+            } else {
+                "one run each"
+            },
+            out.join("matrix.txt").display(),
+            out.join("matrix.json").display()
+        );
+        Ok(crossed)
+    }
+
     /// `--runs` runs of `scenario`, their files in `out` (`run-K/` for several).
     async fn scenario(&self, scenario: Scenario, out: &Path) -> anyhow::Result<ScenarioRuns> {
         let args = &self.args;
@@ -81,7 +113,6 @@ impl Session {
             args.seed,
         );
         let mut done = ScenarioRuns {
-            scenario,
             figures: Vec::new(),
             crossed: Vec::new(),
         };

@@ -9,7 +9,8 @@
 //! - `html`: the page; `charts` and `process_charts`: its charts, one function each;
 //!   `svg`: the line chart they are drawn with, `bars`: the latency distribution's;
 //!   `stages`: the per-stage table's figures;
-//! - `runs`: the min / median / max of every figure across `--runs`;
+//! - `runs`: the min / median / max of every figure across `--runs`; `matrix`: one
+//!   row per scenario of `--scenarios`;
 //! - `timeseries`: the run one row a second (`timeseries.csv`, `bench.json`);
 //! - `format`: money, megabytes and HTML escaping, shared by the others.
 //!
@@ -22,6 +23,7 @@ mod charts;
 mod figures;
 mod format;
 mod html;
+mod matrix;
 mod process_charts;
 mod runs;
 mod stages;
@@ -34,6 +36,7 @@ pub use figures::{
     percent_of_ceiling, run_ceiling,
 };
 pub use html::{html, CHECK_SCRIPT};
+pub use matrix::{matrix_json, matrix_row, matrix_text, MatrixRow};
 pub use runs::{aggregate, median};
 pub use text::summary_text;
 pub use timeseries::{timeseries, TimeSeries, FIXED_COLUMNS, PROCESS_COLUMNS};
