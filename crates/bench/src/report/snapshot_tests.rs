@@ -105,6 +105,7 @@ fn books(t: u32) -> BooksSample {
     let t = f64::from(t) + 0.5;
     BooksSample {
         t,
+        accepted: t * 14.0,
         default: Some(processor(t * 9.0, t * 9.0 * 20.05, 0.07)),
         fallback: (t != 6.5).then(|| processor(t * 4.0, t * 4.0 * 20.05, 0.1)),
     }
@@ -367,9 +368,10 @@ fn time_series_of_a_run_the_bench_started() {
     // 11 recorded seconds, samples up to 11.x s: 12 rows.
     assert_eq!(ts.rows.len(), 12);
     let at = |name: &str, i: usize| ts.column(name).unwrap()[i];
-    // Accepted so far at 2 s: 0 + 10 + 20; books at 2.5 s: 22.5 default, 10 fallback.
+    // Accepted so far at the end of 2 s: 0 + 10 + 20. At 2.5 s, when the books were
+    // read: 35 accepted, 22.5 booked by the default, 10 by the fallback.
     assert_eq!(at("accepted_total", 2), Some(30.0));
-    assert_eq!(at("lag", 2), Some(30.0 - 32.5));
+    assert_eq!(at("lag", 2), Some(35.0 - 32.5));
     assert!((at("fallback_share_pct", 2).unwrap() - 1000.0 / 32.5).abs() < 1e-9);
     // The fallback's books did not answer at 6.5 s: no lag, no share that second.
     assert_eq!((at("lag", 6), at("fallback_share_pct", 6)), (None, None));

@@ -129,6 +129,7 @@ mod tests {
         };
         BooksSample {
             t,
+            accepted: 0.0,
             default: Some(s(d)),
             fallback: f.map(s),
         }

@@ -113,7 +113,7 @@ pub fn timeseries(d: &RunData) -> TimeSeries {
     let n = seconds_covered(d);
     let mut cols = load_columns(d, n);
     cols.extend(health_columns(d, n));
-    cols.extend(books_columns(d, n, &cols));
+    cols.extend(books_columns(d, n));
     cols.extend(process_columns(&d.usage_samples, n));
     let columns = cols.iter().map(|(name, _)| name.clone()).collect();
     let rows = (0..n)
@@ -204,23 +204,19 @@ fn health_columns(d: &RunData, n: usize) -> Vec<Column> {
     ]
 }
 
-/// The processors' books, the lag (accepted so far minus processed so far) and the
-/// fallback's share of what was processed so far.
-fn books_columns(d: &RunData, n: usize, load: &[Column]) -> Vec<Column> {
+/// The processors' books, the lag (accepted minus processed, both when the books were
+/// read) and the fallback's share of what was processed so far.
+fn books_columns(d: &RunData, n: usize) -> Vec<Column> {
     let total = |f: fn(&crate::runner::BooksSample) -> Option<f64>| {
         by_second(n, d.books.iter().map(|b| (b.t, f(b))))
     };
     let def = total(|b| b.default.map(|s| s.total_requests));
     let fb = total(|b| b.fallback.map(|s| s.total_requests));
-    let accepted = load
-        .iter()
-        .find(|(name, _)| name == "accepted_total")
-        .map(|(_, c)| c.clone())
-        .unwrap_or_default();
+    let lag = total(|b| {
+        let booked = b.default?.total_requests + b.fallback?.total_requests;
+        Some(b.accepted - booked)
+    });
     let both = |i: usize| Some((def[i]?, fb[i]?));
-    let lag = (0..n)
-        .map(|i| both(i).and_then(|(a, b)| Some(accepted.get(i).copied()?? - a - b)))
-        .collect();
     let share = (0..n)
         .map(|i| both(i).and_then(|(a, b)| (a + b > 0.0).then(|| b / (a + b) * 100.0)))
         .collect();

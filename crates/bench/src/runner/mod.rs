@@ -310,6 +310,7 @@ impl Observers {
         tasks.spawn(samples::sample_books(
             processors,
             s.token.clone(),
+            rec.clone(),
             t0,
             books,
             stop.clone(),

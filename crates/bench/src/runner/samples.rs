@@ -8,11 +8,12 @@
 use super::Collector;
 use crate::checker::parse_processor_summary;
 use crate::http::{Conn, Target};
-use crate::recorder::Kind;
+use crate::recorder::{Kind, Recorder};
 use crate::score::ProcessorSummary;
 use crate::topology::{current_rss_bytes, ProcUsage, Topology};
 use http::Method;
 use serde::Serialize;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::time::{Interval, MissedTickBehavior};
@@ -79,6 +80,11 @@ impl UsageSample {
 #[derive(Debug, Clone, Serialize)]
 pub struct BooksSample {
     pub t: f64,
+    /// POSTs the bench had seen succeed when both books had answered: what the books
+    /// are compared with for the lag (read after them, so that a payment accepted
+    /// during the read counts as not yet processed rather than as booked and never
+    /// accepted).
+    pub accepted: f64,
     pub default: Option<ProcessorSummary>,
     pub fallback: Option<ProcessorSummary>,
 }
@@ -180,10 +186,12 @@ pub(super) async fn sample_usage(
 /// The processors' whole books: `GET /admin/payments-summary` without a window.
 const BOOKS_PATH: &str = "/admin/payments-summary";
 
-/// Samples both processors' books into `out` until `stop`, both read at once.
+/// Samples both processors' books into `out` until `stop`, both read at once, with
+/// the successful POSTs `rec` counted by then.
 pub(super) async fn sample_books(
     processors: [Arc<Target>; 2],
     token: String,
+    rec: Arc<Recorder>,
     t0: Instant,
     out: Collector<BooksSample>,
     stop: CancellationToken,
@@ -205,6 +213,7 @@ pub(super) async fn sample_books(
         };
         out.push(BooksSample {
             t,
+            accepted: rec.payments_ok.load(Ordering::Relaxed) as f64,
             default: read(rd.status, &rd.body),
             fallback: read(rf.status, &rf.body),
         });
