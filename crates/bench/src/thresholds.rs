@@ -70,10 +70,11 @@ pub struct Judgement {
     pub crossed: Vec<Crossed>,
 }
 
-/// A number as the flags take it: no trailing zeros.
+/// A number as the flags take it: its shortest form, to a millionth (so that a
+/// difference such as `1.52 - 1.25` prints `0.27`, and a limit of `0.0001` stays one).
 fn num(x: f64) -> String {
-    let s = format!("{x:.3}");
-    s.trim_end_matches('0').trim_end_matches('.').to_string()
+    let r = (x * 1e6).round() / 1e6;
+    format!("{}", if r == 0.0 { 0.0 } else { r })
 }
 
 /// `actual` against an upper `limit`: crossed when above it.
@@ -238,6 +239,15 @@ mod tests {
         );
         assert_eq!(c[0].limit, Some(1.25));
         assert_eq!(c[0].actual, 1.52);
+    }
+
+    #[test]
+    fn numbers_print_as_given() {
+        assert_eq!(num(0.0001), "0.0001");
+        assert_eq!(num(1.52 - 1.25), "0.27");
+        assert_eq!(num(1000.0), "1000");
+        assert_eq!(num(-5.0), "-5");
+        assert_eq!(num(-0.0), "0");
     }
 
     #[test]
