@@ -2,8 +2,11 @@
 //! applies the constants below, [`Args::default`] returns them, and a test checks that
 //! an empty command line gives exactly [`Args::default`].
 
+use crate::families::DEFAULT_SEED;
+use crate::ready::{Patience, RETRY_INTERVAL, TRIES};
 use crate::runner::INITIAL_TOKEN;
 use crate::scenario::Scenario;
+use crate::thresholds::Thresholds;
 use launcher::{Lb, Limits};
 use std::fmt;
 use std::path::PathBuf;
@@ -31,21 +34,40 @@ const LIMITS: Limits = Limits::Rinha;
 
 /// Flags of `payroute bench`.
 #[derive(Debug, Clone, PartialEq, clap::Args)]
+#[command(version = crate::provenance::VERSION)]
 pub struct Args {
-    /// Which official test: `preview` (rinha.js: 60 s, 550 VUs, 19.90, score from the
-    /// backend's summary) or `final` (rinha-final.js: 300 s, 603 VUs, 20.05, score from
-    /// the processors' books).
+    /// Which test: one of the two official ones, or a scenario family (the final's
+    /// rules, fees 7%/10% and scoring, with its own schedule for any --duration; every
+    /// family ends with both processors working for the last sixth of the run).
     #[arg(long, value_enum, default_value_t = SCENARIO, env = "PAYROUTE_BENCH_SCENARIO")]
     pub scenario: Scenario,
 
+    /// Run several scenarios in one go, e.g. `default-down,flapping,random`: each in
+    /// its own directory under --out (with --runs each), then one table,
+    /// matrix.txt and matrix.json (% of the ceiling, lag, inconsistencies, fallback
+    /// share, p99; medians across --runs).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        conflicts_with = "scenario",
+        env = "PAYROUTE_BENCH_SCENARIOS"
+    )]
+    pub scenarios: Vec<Scenario>,
+
+    /// Seed of the `random` scenario's schedule (the same seed, the same schedule).
+    #[arg(long, default_value_t = DEFAULT_SEED, env = "PAYROUTE_BENCH_SEED")]
+    pub seed: u64,
+
     /// MAX_REQUESTS: virtual users at the end of the linear ramp from 1
-    /// [default: 550 for preview, 603 for final].
+    /// [default: 550 for preview, 603 for final and the families].
     #[arg(long, env = "PAYROUTE_BENCH_MAX_REQUESTS")]
     pub max_requests: Option<u32>,
 
     /// Length of the test in seconds, for quick runs: stage times scale in proportion,
     /// the ramp spans it, the checker period scales too (kept within 1-10 s); the
-    /// teardown window stays the official one [default: 60 for preview, 300 for final].
+    /// teardown window stays the official one [default: 60 for preview, 300 for final and
+    /// the families].
     #[arg(long, env = "PAYROUTE_BENCH_DURATION")]
     pub duration: Option<f64>,
 
@@ -53,6 +75,16 @@ pub struct Args {
     /// whole topology exactly as `payroute up` does, under the challenge's limits.
     #[arg(long, env = "PAYROUTE_BENCH_BACKEND")]
     pub backend: Option<String>,
+
+    /// With --backend: tries of `GET /payments-summary` before giving up (exit 108), as
+    /// the official runner waits for a backend before starting the test.
+    #[arg(long, default_value_t = TRIES, value_parser = clap::value_parser!(u32).range(1..),
+          env = "PAYROUTE_BENCH_BACKEND_TRIES")]
+    pub backend_tries: u32,
+
+    /// With --backend: seconds between those tries.
+    #[arg(long, default_value_t = RETRY_INTERVAL.as_secs_f64(), env = "PAYROUTE_BENCH_BACKEND_RETRY_SECS")]
+    pub backend_retry_secs: f64,
 
     /// Default payment processor URL (with --fallback). Without both, the bench starts
     /// two emulators with the scenario's fees (preview 5%/15%, final 7%/10%).
@@ -100,6 +132,29 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = LIMITS, env = "PAYROUTE_BENCH_LIMITS")]
     pub limits: Limits,
 
+    /// Threshold: the scored p99 (rounded to 2 decimals as the score rounds it) must not
+    /// exceed this many ms, or the bench exits 99 once the run is over.
+    #[arg(long, env = "PAYROUTE_BENCH_MAX_P99_MS")]
+    pub max_p99_ms: Option<f64>,
+
+    /// Threshold: the checker's inconsistency count must not exceed this.
+    #[arg(long, env = "PAYROUTE_BENCH_MAX_INCONSISTENCIES")]
+    pub max_inconsistencies: Option<f64>,
+
+    /// Threshold: failed POSTs (not answered 200/201/202/204) must not exceed this.
+    #[arg(long, env = "PAYROUTE_BENCH_MAX_FAILED")]
+    pub max_failed: Option<u64>,
+
+    /// Threshold: the lag (successful POSTs not counted at the teardown) must not
+    /// exceed this. A negative lag (caixa dois) always fails.
+    #[arg(long, env = "PAYROUTE_BENCH_MAX_LAG")]
+    pub max_lag: Option<f64>,
+
+    /// Threshold: the challenge's limits must have been enforced on the payroute the
+    /// bench starts (not with --backend or --limits off).
+    #[arg(long, env = "PAYROUTE_BENCH_REQUIRE_LIMITS")]
+    pub require_limits: bool,
+
     /// Do not sample the backend's /health for the report (never counted in the p99).
     #[arg(long)]
     pub no_health: bool,
@@ -113,9 +168,13 @@ impl Default for Args {
     fn default() -> Args {
         Args {
             scenario: SCENARIO,
+            scenarios: Vec::new(),
+            seed: DEFAULT_SEED,
             max_requests: None,
             duration: None,
             backend: None,
+            backend_tries: TRIES,
+            backend_retry_secs: RETRY_INTERVAL.as_secs_f64(),
             default: None,
             fallback: None,
             token: TOKEN.to_string(),
@@ -126,8 +185,34 @@ impl Default for Args {
             emulator_ports: EMULATOR_PORTS,
             lb: LB,
             limits: LIMITS,
+            max_p99_ms: None,
+            max_inconsistencies: None,
+            max_failed: None,
+            max_lag: None,
+            require_limits: false,
             no_health: false,
             no_progress: false,
+        }
+    }
+}
+
+impl Args {
+    /// The thresholds a finished run must meet.
+    pub fn thresholds(&self) -> Thresholds {
+        Thresholds {
+            max_p99_ms: self.max_p99_ms,
+            max_inconsistencies: self.max_inconsistencies,
+            max_failed: self.max_failed,
+            max_lag: self.max_lag,
+            require_limits: self.require_limits,
+        }
+    }
+
+    /// How long to wait for a backend given with `--backend`.
+    pub fn patience(&self) -> Patience {
+        Patience {
+            tries: self.backend_tries,
+            interval: std::time::Duration::from_secs_f64(self.backend_retry_secs.max(0.0)),
         }
     }
 }
@@ -212,6 +297,44 @@ mod tests {
         // (Run without PAYROUTE_BENCH_* variables set: they would be read.)
         let cli = Cli::try_parse_from(["bench"]).unwrap();
         assert_eq!(cli.args, Args::default());
+    }
+
+    /// `payroute bench --version`, with `payroute`'s own command shape (a version
+    /// propagated to subcommands): the bench's version names its commit.
+    #[test]
+    fn bench_version_names_the_commit() {
+        #[derive(Parser)]
+        #[command(name = "payroute", version, propagate_version = true)]
+        struct Top {
+            #[command(subcommand)]
+            command: Sub,
+        }
+        #[derive(clap::Subcommand)]
+        enum Sub {
+            Bench(Args),
+        }
+        let e = Top::try_parse_from(["payroute", "bench", "--version"])
+            .err()
+            .unwrap();
+        assert_eq!(e.kind(), clap::error::ErrorKind::DisplayVersion);
+        let text = e.to_string();
+        assert!(
+            text.contains(&format!("(commit {})", crate::provenance::COMMIT)),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn scenarios_take_a_list_and_exclude_scenario() {
+        let cli =
+            Cli::try_parse_from(["bench", "--scenarios", "default-down,flapping,random"]).unwrap();
+        assert_eq!(
+            cli.args.scenarios,
+            [Scenario::DefaultDown, Scenario::Flapping, Scenario::Random]
+        );
+        assert!(Cli::try_parse_from(["bench", "--scenarios", "nope"]).is_err());
+        let both = Cli::try_parse_from(["bench", "--scenario", "final", "--scenarios", "final"]);
+        assert!(both.is_err());
     }
 
     #[test]

@@ -218,6 +218,46 @@ impl Recorder {
     }
 }
 
+/// One bar of the latency distribution: requests whose duration is in `[lo_ms,
+/// hi_ms)`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct LatencyBin {
+    pub lo_ms: f64,
+    pub hi_ms: f64,
+    pub count: u64,
+}
+
+/// Bars a decade of the latency distribution: fine enough to see a second mode (a
+/// slow path) next to the main one, coarse enough to fill each bar.
+const BINS_PER_DECADE: f64 = 10.0;
+
+/// Durations below this (ms) go into its bar: a log scale has no zero.
+const SMALLEST_MS: f64 = 1e-3;
+
+/// The distribution of the durations `ms` (any order) on log-spaced bars, ten a decade,
+/// from the smallest to the largest; empty for an empty sample.
+pub fn latency_bins(ms: &[f64]) -> Vec<LatencyBin> {
+    let index = |v: f64| (v.max(SMALLEST_MS).log10() * BINS_PER_DECADE).floor() as i64;
+    let (Some(lo), Some(hi)) = (
+        ms.iter().map(|&v| index(v)).min(),
+        ms.iter().map(|&v| index(v)).max(),
+    ) else {
+        return Vec::new();
+    };
+    let edge = |k: i64| 10f64.powf(k as f64 / BINS_PER_DECADE);
+    let mut bins: Vec<LatencyBin> = (lo..=hi)
+        .map(|k| LatencyBin {
+            lo_ms: edge(k),
+            hi_ms: edge(k + 1),
+            count: 0,
+        })
+        .collect();
+    for &v in ms {
+        bins[(index(v) - lo) as usize].count += 1;
+    }
+    bins
+}
+
 /// Percentiles of one second, in ms (`None` when nothing was answered).
 pub fn second_percentiles(s: &Second) -> Option<[f64; 4]> {
     if s.latency.is_empty() {
@@ -236,6 +276,25 @@ mod tests {
             status,
             duration: Some(Duration::from_millis(ms)),
         }
+    }
+
+    #[test]
+    fn latency_bins_cover_the_sample() {
+        assert!(latency_bins(&[]).is_empty());
+        let ms = [0.0, 0.25, 0.26, 1.0, 1.1, 30.0];
+        let bins = latency_bins(&ms);
+        assert_eq!(bins.iter().map(|b| b.count).sum::<u64>(), 6);
+        // Ten bars a decade, each from the previous one's upper edge.
+        assert!(bins
+            .windows(2)
+            .all(|w| (w[0].hi_ms - w[1].lo_ms).abs() < 1e-12));
+        for &v in &ms[1..] {
+            let b = bins.iter().find(|b| b.lo_ms <= v && v < b.hi_ms).unwrap();
+            assert!(b.count >= 1, "{v}");
+        }
+        // 0 ms has no place on a log scale: it counts in the first bar (1 µs).
+        assert!((bins[0].lo_ms - 1e-3).abs() < 1e-12 && bins[0].count == 1);
+        assert!((bins.last().unwrap().lo_ms.log10() - 1.4).abs() < 1e-9);
     }
 
     #[test]

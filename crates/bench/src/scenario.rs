@@ -1,21 +1,42 @@
 //! The two official tests as data: `rinha.js` (the preview, SPEC §3) and
-//! `rinha-final.js` (the final, SPEC §3b), and their schedule scaled to a chosen
-//! duration.
+//! `rinha-final.js` (the final, SPEC §3b), the scenario families beside them (their
+//! schedules in [`crate::families`]), and a run's schedule scaled to a chosen duration.
 //!
 //! Everything here is pure: the runner asks a [`Plan`] when each virtual user starts,
 //! when each stage reconfigures the processors and how often the checker runs.
 
+use crate::families;
 use std::time::Duration;
 
-/// Which official test to reproduce.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+/// Which test to run: one of the two official ones, or a scenario family (routing for
+/// profit: the final's rules with a schedule of its own, for any length). Each one-line
+/// description below is what `--help` and the report show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Scenario {
-    /// `rinha.js`: 60 s, 550 VUs, 19.90 per payment, fees 5% / 15%, score from the
-    /// backend's own summary.
+    /// rinha.js: 60 s, 550 VUs, 19.90, fees 5%/15%, score from the backend's summary
     Preview,
-    /// `rinha-final.js`: 300 s, 603 VUs, 20.05 per payment, fees 7% / 10%, score from
-    /// the processors' books.
+    /// rinha-final.js: 300 s, 603 VUs, 20.05, fees 7%/10%, score from the processors' books
+    Final,
+    /// default failing from 1/6 to 4/6 of the run, fallback fine
+    DefaultDown,
+    /// default failing 3 s, working 3 s, in turn, from 1/6 to 5/6 of the run; fallback fine
+    Flapping,
+    /// default answering in 2000 ms (over the latency budget) from 1/3 to 2/3, then fine
+    DefaultSlow,
+    /// both processors failing from 1/3 to 1/2 of the run, then both fine
+    BothDown,
+    /// default fine; fallback answering in 5000 ms from 1/6 to 1/2, failing from 1/2 to 5/6
+    FallbackBad,
+    /// a random schedule from --seed: a stage every 5-15% of the run, delays from 0 to 5000 ms, failures
+    Random,
+}
+
+/// Whose rules (length, VUs, amount, fees, checker, teardown, scoring) a scenario
+/// follows: the preview's, or the final's (the final itself and every family).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rules {
+    Preview,
     Final,
 }
 
@@ -42,7 +63,9 @@ pub enum CheckArithmetic {
 /// failure default, failure fallback).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Stage {
-    /// Start time in the official schedule, seconds from the start of the test.
+    /// Start time, seconds from the start of the test: in the official schedule for
+    /// the official tests (scaled by `--duration` when planned); for a family, the
+    /// run's own second, rounded (its exact time is [`PlannedStage::at`]).
     pub at_secs: u32,
     pub default_delay_ms: u32,
     pub default_failure: bool,
@@ -52,14 +75,14 @@ pub struct Stage {
 
 /// One processor's setting in a stage: its delay, and whether it fails (after the
 /// delay, as the processors do).
-#[derive(Clone, Copy)]
-struct Setting {
-    delay_ms: u32,
-    failure: bool,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Setting {
+    pub(crate) delay_ms: u32,
+    pub(crate) failure: bool,
 }
 
 /// A processor that answers normally after `delay_ms`.
-const fn works(delay_ms: u32) -> Setting {
+pub(crate) const fn works(delay_ms: u32) -> Setting {
     Setting {
         delay_ms,
         failure: false,
@@ -67,14 +90,14 @@ const fn works(delay_ms: u32) -> Setting {
 }
 
 /// A processor that fails after `delay_ms`.
-const fn fails(delay_ms: u32) -> Setting {
+pub(crate) const fn fails(delay_ms: u32) -> Setting {
     Setting {
         delay_ms,
         failure: true,
     }
 }
 
-const fn stage(at_secs: u32, default: Setting, fallback: Setting) -> Stage {
+pub(crate) const fn stage(at_secs: u32, default: Setting, fallback: Setting) -> Stage {
     Stage {
         at_secs,
         default_delay_ms: default.delay_ms,
@@ -130,97 +153,144 @@ pub const MIN_CHECK_PERIOD: Duration = Duration::from_secs(1);
 pub const STAGE_PAUSE: Duration = Duration::from_secs(1);
 
 impl Scenario {
-    /// Length of the official test.
-    pub const fn official_duration(self) -> Duration {
+    /// The scenario families, in the order `--help` lists them.
+    pub const FAMILIES: [Scenario; 6] = [
+        Scenario::DefaultDown,
+        Scenario::Flapping,
+        Scenario::DefaultSlow,
+        Scenario::BothDown,
+        Scenario::FallbackBad,
+        Scenario::Random,
+    ];
+
+    const fn rules(self) -> Rules {
         match self {
-            Scenario::Preview => Duration::from_secs(60),
-            Scenario::Final => Duration::from_secs(300),
+            Scenario::Preview => Rules::Preview,
+            _ => Rules::Final,
+        }
+    }
+
+    /// Whether this is a scenario family rather than an official test.
+    pub const fn is_family(self) -> bool {
+        !matches!(self, Scenario::Preview | Scenario::Final)
+    }
+
+    /// Length of the official test (of the final for a family): the default length.
+    pub const fn official_duration(self) -> Duration {
+        match self.rules() {
+            Rules::Preview => Duration::from_secs(60),
+            Rules::Final => Duration::from_secs(300),
         }
     }
 
     /// `MAX_REQUESTS` of the published runs (`run-tests.sh` / `run-tests-final.sh`).
     pub const fn default_max_requests(self) -> u32 {
-        match self {
-            Scenario::Preview => 550,
-            Scenario::Final => 603,
+        match self.rules() {
+            Rules::Preview => 550,
+            Rules::Final => 603,
         }
     }
 
     /// The amount as the scripts print it into the request body: `new Big(19.90)
     /// .toNumber()` goes through `JSON.stringify`, which prints `19.9`.
     pub const fn amount_json(self) -> &'static str {
-        match self {
-            Scenario::Preview => "19.9",
-            Scenario::Final => "20.05",
+        match self.rules() {
+            Rules::Preview => "19.9",
+            Rules::Final => "20.05",
         }
     }
 
     /// The amount of one payment, as a number.
     pub const fn amount(self) -> f64 {
-        match self {
-            Scenario::Preview => 19.9,
-            Scenario::Final => 20.05,
+        match self.rules() {
+            Rules::Preview => 19.9,
+            Rules::Final => 20.05,
         }
     }
 
     /// Fees of the processors in the published runs: (default, fallback). The preview's
     /// are those of the processors' compose file; the final's are stated in SPEC §3b.
     pub const fn fees(self) -> (f64, f64) {
-        match self {
-            Scenario::Preview => (0.05, 0.15),
-            Scenario::Final => (0.07, 0.10),
+        match self.rules() {
+            Rules::Preview => (0.05, 0.15),
+            Rules::Final => (0.07, 0.10),
         }
     }
 
     /// The checker's window ends this long before "now" (`now - 1500` / `now - 2000`).
     pub const fn check_to_before(self) -> Duration {
-        match self {
-            Scenario::Preview => Duration::from_millis(1500),
-            Scenario::Final => Duration::from_millis(2000),
+        match self.rules() {
+            Rules::Preview => Duration::from_millis(1500),
+            Rules::Final => Duration::from_millis(2000),
         }
     }
 
     pub const fn check_arithmetic(self) -> CheckArithmetic {
-        match self {
-            Scenario::Preview => CheckArithmetic::AbsOfSum,
-            Scenario::Final => CheckArithmetic::SumOfAbs,
+        match self.rules() {
+            Rules::Preview => CheckArithmetic::AbsOfSum,
+            Rules::Final => CheckArithmetic::SumOfAbs,
         }
     }
 
     /// The teardown reads the last this-many seconds (`70 * 1000` / `360 * 1000`).
     pub const fn teardown_window(self) -> Duration {
-        match self {
-            Scenario::Preview => Duration::from_secs(70),
-            Scenario::Final => Duration::from_secs(360),
+        match self.rules() {
+            Rules::Preview => Duration::from_secs(70),
+            Rules::Final => Duration::from_secs(360),
         }
     }
 
     pub const fn score_source(self) -> ScoreSource {
-        match self {
-            Scenario::Preview => ScoreSource::Backend,
-            Scenario::Final => ScoreSource::Processors,
+        match self.rules() {
+            Rules::Preview => ScoreSource::Backend,
+            Rules::Final => ScoreSource::Processors,
         }
     }
 
-    /// Name of the result file the script writes.
+    /// Name of the result file the script writes (a family writes the final's).
     pub const fn results_file(self) -> &'static str {
-        match self {
-            Scenario::Preview => "partial-results.json",
-            Scenario::Final => "final-results.json",
+        match self.rules() {
+            Rules::Preview => "partial-results.json",
+            Rules::Final => "final-results.json",
         }
     }
 
-    pub fn stages(self) -> &'static [Stage] {
+    /// The official schedule's stages; `None` for a family, whose schedule depends on
+    /// the run's length (see [`crate::families`]).
+    pub fn official_stages(self) -> Option<&'static [Stage]> {
         match self {
-            Scenario::Preview => &PREVIEW_STAGES,
-            Scenario::Final => &FINAL_STAGES,
+            Scenario::Preview => Some(&PREVIEW_STAGES),
+            Scenario::Final => Some(&FINAL_STAGES),
+            _ => None,
         }
     }
 
+    /// The name `--scenario` takes.
     pub const fn name(self) -> &'static str {
         match self {
             Scenario::Preview => "preview",
             Scenario::Final => "final",
+            Scenario::DefaultDown => "default-down",
+            Scenario::Flapping => "flapping",
+            Scenario::DefaultSlow => "default-slow",
+            Scenario::BothDown => "both-down",
+            Scenario::FallbackBad => "fallback-bad",
+            Scenario::Random => "random",
+        }
+    }
+
+    /// One line saying what it does (the doc comment `--help` shows, checked equal by a
+    /// test).
+    pub const fn description(self) -> &'static str {
+        match self {
+            Scenario::Preview => "rinha.js: 60 s, 550 VUs, 19.90, fees 5%/15%, score from the backend's summary",
+            Scenario::Final => "rinha-final.js: 300 s, 603 VUs, 20.05, fees 7%/10%, score from the processors' books",
+            Scenario::DefaultDown => "default failing from 1/6 to 4/6 of the run, fallback fine",
+            Scenario::Flapping => "default failing 3 s, working 3 s, in turn, from 1/6 to 5/6 of the run; fallback fine",
+            Scenario::DefaultSlow => "default answering in 2000 ms (over the latency budget) from 1/3 to 2/3, then fine",
+            Scenario::BothDown => "both processors failing from 1/3 to 1/2 of the run, then both fine",
+            Scenario::FallbackBad => "default fine; fallback answering in 5000 ms from 1/6 to 1/2, failing from 1/2 to 5/6",
+            Scenario::Random => "a random schedule from --seed: a stage every 5-15% of the run, delays from 0 to 5000 ms, failures",
         }
     }
 }
@@ -238,10 +308,13 @@ fn as_seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Erro
     s.serialize_f64(d.as_secs_f64())
 }
 
-/// The schedule of one run: the official one, or scaled to `--duration`.
+/// The schedule of one run: the official one, or scaled to `--duration`, or a
+/// family's for the run's length.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     pub scenario: Scenario,
+    /// The seed of a `random` schedule (`None` for the others).
+    pub seed: Option<u64>,
     /// Length of the payments scenario (and of the checker's).
     pub duration: Duration,
     /// `MAX_REQUESTS`: VUs at the end of the ramp.
@@ -257,19 +330,32 @@ impl Plan {
     /// period is scaled the same way but kept within [1 s, 10 s], and the teardown
     /// window stays the official one unless the test is longer than the official test
     /// (then it keeps the official margin after the test: 10 s / 60 s), so that it
-    /// always covers the whole test.
+    /// always covers the whole test. A family's stages are planned for `duration`
+    /// (seed [`families::DEFAULT_SEED`] for `random`; see [`Plan::for_run`]).
     pub fn new(scenario: Scenario, duration: Option<Duration>, max_vus: Option<u32>) -> Plan {
+        Plan::for_run(scenario, duration, max_vus, families::DEFAULT_SEED)
+    }
+
+    /// [`Plan::new`], with the seed of a `random` schedule.
+    pub fn for_run(
+        scenario: Scenario,
+        duration: Option<Duration>,
+        max_vus: Option<u32>,
+        seed: u64,
+    ) -> Plan {
         let official = scenario.official_duration();
         let duration = duration.unwrap_or(official);
         let ratio = duration.as_secs_f64() / official.as_secs_f64();
-        let stages = scenario
-            .stages()
-            .iter()
-            .map(|s| PlannedStage {
-                at: Duration::from_secs_f64(f64::from(s.at_secs) * ratio),
-                stage: *s,
-            })
-            .collect();
+        let stages = match scenario.official_stages() {
+            Some(stages) => stages
+                .iter()
+                .map(|s| PlannedStage {
+                    at: Duration::from_secs_f64(f64::from(s.at_secs) * ratio),
+                    stage: *s,
+                })
+                .collect(),
+            None => families::schedule(scenario, duration, seed),
+        };
         let check_period = CHECK_PERIOD
             .mul_f64(ratio)
             .clamp(MIN_CHECK_PERIOD, CHECK_PERIOD);
@@ -277,6 +363,7 @@ impl Plan {
         let teardown_window = scenario.teardown_window().max(duration + margin);
         Plan {
             scenario,
+            seed: (scenario == Scenario::Random).then_some(seed),
             duration,
             max_vus: max_vus.unwrap_or(scenario.default_max_requests()).max(1),
             stages,
@@ -339,7 +426,8 @@ mod tests {
     /// fallback failure)`, the order of the scripts' `define_stage` arguments.
     fn rows(scenario: Scenario) -> Vec<(u32, u32, bool, u32, bool)> {
         scenario
-            .stages()
+            .official_stages()
+            .unwrap()
             .iter()
             .map(|s| {
                 (
@@ -443,6 +531,36 @@ mod tests {
         let f = Plan::new(Scenario::Final, None, None);
         let e = f.expected_payments();
         assert!((90_000.0..91_500.0).contains(&e), "{e}");
+    }
+
+    #[test]
+    fn descriptions_are_what_help_shows() {
+        use clap::ValueEnum;
+        for s in Scenario::value_variants() {
+            let v = s.to_possible_value().unwrap();
+            assert_eq!(v.get_name(), s.name());
+            let help = v.get_help().map(|h| h.to_string());
+            assert_eq!(help.as_deref(), Some(s.description()), "{}", s.name());
+            assert_eq!(s.is_family(), Scenario::FAMILIES.contains(s));
+        }
+    }
+
+    #[test]
+    fn families_follow_the_final_rules_with_their_own_schedule() {
+        for f in Scenario::FAMILIES {
+            assert_eq!(f.amount_json(), "20.05");
+            assert_eq!(f.fees(), (0.07, 0.10));
+            assert_eq!(f.check_arithmetic(), CheckArithmetic::SumOfAbs);
+            assert_eq!(f.score_source(), ScoreSource::Processors);
+            assert_eq!(f.results_file(), "final-results.json");
+            assert!(f.official_stages().is_none());
+            let p = Plan::for_run(f, Some(Duration::from_secs(60)), None, 3);
+            assert_eq!(p.max_vus, 603);
+            assert_eq!(p.check_period, Duration::from_secs(2));
+            assert_eq!(p.teardown_window, Duration::from_secs(360));
+            assert_eq!(p.stages, crate::families::schedule(f, p.duration, 3));
+            assert_eq!(p.seed, (f == Scenario::Random).then_some(3));
+        }
     }
 
     #[test]

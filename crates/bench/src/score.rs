@@ -173,13 +173,14 @@ pub fn compute(inputs: &Inputs) -> Score {
     }
 }
 
-/// The ceiling of a run: every successful payment through the default processor at
-/// the scenario's default fee, with the bonus at p99 = 0 (22%; the formula has no cap
-/// below 11 ms, and a p99 of zero is the unreachable best) and no fine.
-pub fn ceiling(scenario: Scenario, successes: u64) -> f64 {
+/// The ceiling of a run, the figure routing policies are compared with: every
+/// successful payment through the default processor at the scenario's default fee,
+/// at the run's own `bonus` (from its own p99, so that the share of the ceiling
+/// measures routing, not latency) and no fine.
+pub fn ceiling(scenario: Scenario, successes: u64, bonus: f64) -> f64 {
     let gross = big_mul(successes as f64, scenario.amount());
     let fees = big_mul(scenario.fees().0, gross);
-    big_profit(big_sub(gross, fees), bonus(0.0), 0.0)
+    big_profit(big_sub(gross, fees), bonus, 0.0)
 }
 
 const DESC_TOTAL: &str = "'total_liquido' é sua pontuação final. Equivale ao seu lucro. Fórmula: total_liquido + (total_liquido * p99.bonus) - (total_liquido * multa.porcentagem)";
@@ -538,8 +539,16 @@ mod tests {
 
     #[test]
     fn ceilings() {
-        // 16,752 × 19.90 × 0.95 × 1.22.
-        assert_eq!(ceiling(Scenario::Preview, 16_752), 386369.8032);
-        assert!(ceiling(Scenario::Final, 0) == 0.0);
+        // At the run's own bonus: at p99 1.25 ms (20%) it is SPEC §3's ceiling figure,
+        // 16,752 × 19.90 × 0.95 × 1.20 (what `published_preview_ceiling_figure` scores).
+        assert_eq!(ceiling(Scenario::Preview, 16_752, 0.2), 380_035.872);
+        let run = compute(&preview_inputs(16_752, 1.25, 0.0));
+        assert_eq!(
+            ceiling(Scenario::Preview, 16_752, run.bonus),
+            run.total_liquido
+        );
+        // 16,752 × 19.90 × 0.95 × 1.22 at p99 0.
+        assert_eq!(ceiling(Scenario::Preview, 16_752, bonus(0.0)), 386369.8032);
+        assert!(ceiling(Scenario::Final, 0, 0.2) == 0.0);
     }
 }

@@ -379,9 +379,20 @@ fn cpu_ticks_from_stat(stat: &str) -> Option<u64> {
 
 /// `VmHWM` (peak resident set) of `/proc/PID/status`, in bytes.
 fn vm_hwm_bytes(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    status_kib(status, "VmHWM:")
+}
+
+/// A `NAME:  N kB` line of `/proc/PID/status`, in bytes.
+fn status_kib(status: &str, name: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(name))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
+}
+
+/// The resident set of process `pid` now (`VmRSS`), in bytes; `None` once it is gone.
+pub fn current_rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status_kib(&status, "VmRSS:")
 }
 
 #[cfg(test)]
@@ -394,6 +405,8 @@ mod tests {
         assert_eq!(cpu_ticks_from_stat(stat), Some(300));
         let status = "Name:\tx\nVmPeak:\t  1000 kB\nVmHWM:\t    2048 kB\nVmRSS:\t 1024 kB\n";
         assert_eq!(vm_hwm_bytes(status), Some(2 * 1024 * 1024));
+        assert_eq!(status_kib(status, "VmRSS:"), Some(1024 * 1024));
+        assert!(current_rss_bytes(std::process::id()).unwrap() > 0);
         let me = proc_usage("self", std::process::id());
         assert!(me.peak_rss_bytes > 0);
     }

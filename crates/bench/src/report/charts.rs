@@ -1,28 +1,31 @@
-//! The report's charts over the test's time, one function each: latency, throughput,
-//! and, when the run has them, payroute's queue and processed payments (from its
-//! `/health`) and the CPU of each started process.
+//! The report's charts, one function each, in the page's order: latency over time and
+//! its distribution, throughput, the lag and the payments processed by processor (from
+//! the processors' books, for any backend); then those of [`super::process_charts`]
+//! (payroute's `/health`, the processes the bench started).
 
-use super::figures::names_in_order;
+use super::bars::Bars;
+use super::process_charts;
 use super::svg::{Chart, Scale, Series, Timeline};
+use super::timeseries::{rate, timeseries, TimeSeries};
 use crate::recorder::{second_percentiles, Second};
-use crate::runner::{RunData, UsageSample};
+use crate::runner::RunData;
 use crate::scenario::Stage;
 use std::time::Duration;
 
-/// Samples the CPU chart averages over (see [`rate_over`]).
-const CPU_SMOOTHING_SAMPLES: usize = 5;
-
 /// Every chart of the run, as SVG, in the page's order.
 pub(super) fn charts(d: &RunData) -> Vec<String> {
+    let ts = timeseries(d);
     let timeline = timeline(d);
-    let mut charts = vec![latency(d, &timeline), throughput(d, &timeline)];
-    if !d.health.is_empty() {
-        charts.push(queue(d, &timeline));
-        charts.extend(processed(d, &timeline));
+    let mut charts = vec![
+        latency(d, &timeline),
+        distribution(d),
+        throughput(d, &timeline),
+    ];
+    if !d.books.is_empty() {
+        charts.push(lag(&ts, &timeline));
+        charts.push(books(&ts, &timeline));
     }
-    if !d.usage_samples.is_empty() {
-        charts.push(cpu(d, &timeline));
-    }
+    charts.extend(process_charts::charts(d, &ts, &timeline));
     charts
 }
 
@@ -43,7 +46,7 @@ fn timeline(d: &RunData) -> Timeline {
 }
 
 /// `D 100ms | F 0ms FAIL`: both processors' delay, and whether they fail.
-fn stage_label(s: &Stage) -> String {
+pub(super) fn stage_label(s: &Stage) -> String {
     let one = |delay: u32, failing: bool| {
         if failing {
             format!("{delay}ms FAIL")
@@ -74,11 +77,27 @@ fn latency(d: &RunData, timeline: &Timeline) -> String {
         .map(|(n, pts)| Series::new(n, pts))
         .collect();
     Chart {
+        id: "latency",
         title: "Latency of answered requests (status < 400), per second",
         y_label: "ms (log scale)",
         scale: Scale::Log,
         series: lat,
         timeline,
+    }
+    .svg()
+}
+
+/// How the scored sample's durations are spread, with its p50 and p99.
+fn distribution(d: &RunData) -> String {
+    let [p50, _, p99, _] = d.overall_ms;
+    Bars {
+        id: "latency-distribution",
+        title: "Latency distribution of every request the p99 counts (whole test)",
+        bins: &d.latency_bins,
+        marks: vec![
+            (p50, format!("p50 {p50:.3} ms")),
+            (p99, format!("p99 {p99:.3} ms")),
+        ],
     }
     .svg()
 }
@@ -96,6 +115,7 @@ fn throughput(d: &RunData, timeline: &Timeline) -> String {
         .map(|t| (t as f64, f64::from(d.plan.vus_at(Duration::from_secs(t)))))
         .collect();
     Chart {
+        id: "throughput",
         title: "Requests per second, errors per second and virtual users",
         y_label: "per second / VUs",
         scale: Scale::Linear,
@@ -110,119 +130,34 @@ fn throughput(d: &RunData, timeline: &Timeline) -> String {
     .svg()
 }
 
-/// payroute's queue depth and payments in flight.
-fn queue(d: &RunData, timeline: &Timeline) -> String {
+/// Accepted so far minus processed so far (the processors' books): the official lag
+/// as it evolves.
+fn lag(ts: &TimeSeries, timeline: &Timeline) -> String {
     Chart {
-        title: "payroute: queue depth and payments in flight (from /health)",
+        id: "lag",
+        title: "Lag: payments accepted minus payments the processors booked, so far",
         y_label: "payments",
         scale: Scale::Linear,
-        series: vec![
-            Series::new(
-                "queue depth",
-                d.health.iter().map(|h| (h.t, h.queue_depth)).collect(),
-            ),
-            Series::new(
-                "in flight",
-                d.health.iter().map(|h| (h.t, h.in_flight)).collect(),
-            ),
-        ],
+        series: vec![Series::new("lag", ts.points("lag"))],
         timeline,
     }
     .svg()
 }
 
-/// Payments payroute processed per second through each processor; `None` when its
-/// `/health` does not count them.
-fn processed(d: &RunData, timeline: &Timeline) -> Option<String> {
-    let pd: Vec<(f64, f64)> = d
-        .health
-        .iter()
-        .filter_map(|h| Some((h.t, h.processed_default?)))
-        .collect();
-    let pf: Vec<(f64, f64)> = d
-        .health
-        .iter()
-        .filter_map(|h| Some((h.t, h.processed_fallback?)))
-        .collect();
-    if pd.is_empty() && pf.is_empty() {
-        return None;
-    }
-    let chart = Chart {
-        title: "payroute: payments processed per second, by processor (from /health)",
-        y_label: "payments/s",
-        scale: Scale::Linear,
-        series: vec![
-            Series::new("default", rate(&pd)),
-            Series::new("fallback", rate(&pf)),
-        ],
-        timeline,
-    };
-    Some(chart.svg())
-}
-
-/// Each started process's CPU, in % of a core, averaged over a few samples.
-fn cpu(d: &RunData, timeline: &Timeline) -> String {
-    let names = names_in_order(d.usage_samples.iter().map(|u| u.cpu_seconds.as_slice()));
-    let series = names
-        .iter()
-        .map(|n| {
-            let pts = cpu_seconds_of(&d.usage_samples, n);
-            let pct = rate_over(&pts, CPU_SMOOTHING_SAMPLES)
-                .into_iter()
-                .map(|(t, r)| (t, r * 100.0))
-                .collect();
-            Series::new(n, pct)
-        })
-        .collect();
+/// Payments the processors booked per second, each, and the fallback's share so far.
+fn books(ts: &TimeSeries, timeline: &Timeline) -> String {
     Chart {
-        title: "CPU per process, 5 s average (100% = one core)",
-        y_label: "% of a core",
+        id: "books",
+        title:
+            "Processed per second by each processor (their books), and the fallback's share so far",
+        y_label: "payments/s, %",
         scale: Scale::Linear,
-        series,
+        series: vec![
+            Series::new("default/s", rate(&ts.points("books_default"))),
+            Series::new("fallback/s", rate(&ts.points("books_fallback"))),
+            Series::other_unit("fallback share %", ts.points("fallback_share_pct")),
+        ],
         timeline,
     }
     .svg()
-}
-
-/// `(t, CPU seconds so far)` of the process `name`, where it was sampled.
-fn cpu_seconds_of(samples: &[UsageSample], name: &str) -> Vec<(f64, f64)> {
-    samples
-        .iter()
-        .filter_map(|u| {
-            u.cpu_seconds
-                .iter()
-                .find(|(m, _)| m == name)
-                .map(|(_, c)| (u.t, *c))
-        })
-        .collect()
-}
-
-/// Per-second rate of a cumulative counter sampled at `(t, value)`, between
-/// consecutive samples.
-fn rate(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
-    rate_over(points, 1)
-}
-
-/// Per-second rate over `span` sample intervals: CPU time moves in 10 ms clock ticks,
-/// so a one-second rate of a process using 2% of a core jumps between 0% and 3%; five
-/// seconds smooth that out.
-fn rate_over(points: &[(f64, f64)], span: usize) -> Vec<(f64, f64)> {
-    points
-        .windows(span + 1)
-        .filter(|w| w[span].0 > w[0].0)
-        .map(|w| (w[span].0, (w[span].1 - w[0].1) / (w[span].0 - w[0].0)))
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rates_of_counters() {
-        assert_eq!(
-            rate(&[(0.0, 0.0), (1.0, 10.0), (3.0, 30.0)]),
-            vec![(1.0, 10.0), (3.0, 10.0)]
-        );
-    }
 }

@@ -8,14 +8,53 @@ use crate::runner::{RunData, UsageSample};
 use crate::score::ceiling;
 use crate::topology::ProcUsage;
 
-/// Profit as a percentage of the ceiling (see [`ceiling`]).
+/// The run's ceiling (see [`ceiling`]): at its own bonus.
+pub fn run_ceiling(d: &RunData) -> f64 {
+    ceiling(d.plan.scenario, d.inputs.successes, d.score.bonus)
+}
+
+/// Profit as a percentage of the run's ceiling (see [`ceiling`]).
 pub fn percent_of_ceiling(d: &RunData) -> f64 {
-    let c = ceiling(d.plan.scenario, d.inputs.successes);
+    let c = run_ceiling(d);
     if c > 0.0 {
         d.score.total_liquido / c * 100.0
     } else {
         0.0
     }
+}
+
+/// The processors' `feePerTransaction` (default, fallback) as the teardown read them,
+/// when they differ from the scenario's fees, which the ceiling assumes: the share of
+/// the ceiling then does not compare with other runs. `None` when they agree.
+pub fn fee_mismatch(d: &RunData) -> Option<(f64, f64)> {
+    let given = (
+        d.inputs.default.fee_per_transaction,
+        d.inputs.fallback.fee_per_transaction,
+    );
+    let (sd, sf) = d.plan.scenario.fees();
+    let same = |a: f64, b: f64| (a - b).abs() < 1e-9;
+    (!(same(given.0, sd) && same(given.1, sf))).then_some(given)
+}
+
+/// The warning [`fee_mismatch`] calls for, as a sentence.
+pub(super) fn fee_warning(d: &RunData) -> Option<String> {
+    let (gd, gf) = fee_mismatch(d)?;
+    let (sd, sf) = d.plan.scenario.fees();
+    let pct = crate::js::big_percent_string;
+    Some(format!(
+        "the processors report fees of {}% / {}% (feePerTransaction at teardown) but the scenario's are {}% / {}%: the ceiling assumes the scenario's, so this % of the ceiling does not compare with other runs",
+        pct(gd), pct(gf), pct(sd), pct(sf)
+    ))
+}
+
+/// The fallback's share of the payments the processors booked over the teardown
+/// window, % (their own books, so for any backend); `None` when they booked none.
+pub fn fallback_share(d: &RunData) -> Option<f64> {
+    let (def, fb) = (
+        d.inputs.default.total_requests,
+        d.inputs.fallback.total_requests,
+    );
+    (def + fb > 0.0).then(|| fb / (def + fb) * 100.0)
 }
 
 /// CPU seconds a process used during the test (from the test start to its stop).
@@ -157,6 +196,10 @@ fn run_figures(d: &RunData) -> Vec<(String, f64)> {
         ("payments_failed".into(), d.inputs.failures as f64),
         ("payments_default".into(), s.default_requests),
         ("payments_fallback".into(), s.fallback_requests),
+        (
+            "fallback_share_percent".into(),
+            fallback_share(d).unwrap_or(0.0),
+        ),
         ("requests".into(), d.requests as f64),
         ("bench_cpu_seconds".into(), d.bench_cpu_seconds),
     ]
@@ -201,6 +244,7 @@ mod tests {
                         ("worker".into(), worker),
                         ("processor-default".into(), f64::from(t)),
                     ],
+                    ..UsageSample::default()
                 }
             })
             .collect();

@@ -1,18 +1,26 @@
-//! `report.html`: one self-contained page (inline CSS and SVG, nothing fetched, no
-//! script) with the headline figures, the charts over time and one table each for the
-//! processes, the consistency checks and the stages.
+//! `report.html`: one self-contained page (inline CSS and SVG, nothing fetched) with
+//! the headline figures, the charts over time, the per-stage table and one table each
+//! for the processes and the consistency checks.
+//!
+//! Its only script is [`CHECK_SCRIPT`], inline: it marks the page once every chart has
+//! rendered (`<body data-ok="all-charts">`, and "OK" in front of the title), for the
+//! browser test; the page reads the same without it.
 
 use super::charts::charts;
-use super::figures::{cpu_during_test, percent_of_ceiling};
+use super::figures::{
+    cpu_during_test, fallback_share, fee_warning, percent_of_ceiling, run_ceiling,
+};
 use super::format::{esc, megabytes, money};
+use super::stages::stage_rows;
 use super::RunOutput;
 use crate::runner::RunData;
-use crate::score::ceiling;
 use std::fmt::Write as _;
 
 /// The page's style sheet.
 const STYLE: &str = "
-body{font-family:sans-serif;margin:24px;color:#222;max-width:1160px}
+body{font-family:sans-serif;margin:24px;color:#222}
+svg.chart{display:block;width:100%;height:auto;margin:12px 0}
+p.prov{color:#555;font-size:13px}
 h1{font-size:20px} h2{font-size:16px;margin-top:28px}
 table{border-collapse:collapse;font-size:13px} td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
 th{background:#f3f3f3} td.l,th.l{text-align:left}
@@ -22,31 +30,39 @@ th{background:#f3f3f3} td.l,th.l{text-align:left}
 pre{background:#f7f7f7;padding:10px;font-size:12px;overflow:auto}
 ";
 
+/// Marks the page once every chart has rendered: as many `svg.chart` as the body's
+/// `data-charts`, each laid out with a size and something drawn (a line, a bar, or its
+/// "no data"). Sets `data-ok` to `all-charts` (and "OK " before the title) or
+/// `missing`, `data-drawn` to the count, and `data-error` if anything threw.
+pub const CHECK_SCRIPT: &str = "<script>(function(){var b=document.body,ok=false;try{var c=document.querySelectorAll('svg.chart'),n=+b.dataset.charts,drawn=0;c.forEach(function(s){var r=s.getBoundingClientRect();if(r.width>200&&r.height>80&&s.querySelector('polyline,rect.bar,text.nodata'))drawn++;});b.dataset.drawn=drawn;ok=c.length===n&&drawn===n;}catch(e){b.dataset.error=String(e);}b.dataset.ok=ok?'all-charts':'missing';if(ok)document.title='OK '+document.title;})();</script>";
+
 /// `report.html`.
 pub fn html(o: &RunOutput) -> String {
     let d = &o.data;
+    let charts = charts(d);
     let mut h = String::new();
-    head(&mut h, d);
+    head(&mut h, d, charts.len());
+    provenance(&mut h, o);
     warnings(&mut h, o);
     headline(&mut h, d);
-    h.push_str("<h2>Over time</h2><p>Dashed lines: stage changes (D = default processor, F = fallback: delay, FAIL when failing). Solid line: end of the payments.</p>");
-    for c in charts(d) {
-        let _ = write!(h, "<div>{c}</div>");
+    h.push_str("<h2>Over time</h2><p>Dashed vertical lines: stage changes (D = default processor, F = fallback: delay, FAIL when failing; labels left out when there are many, see the per-stage table). Solid vertical line: end of the payments.</p>");
+    for c in &charts {
+        h.push_str(c);
     }
+    stages_table(&mut h, d);
     processes_table(&mut h, o);
     checks_table(&mut h, d);
-    stages_table(&mut h, d);
     let _ = write!(
         h,
-        "<h2>Official result file</h2><pre>{}</pre><h2>Command</h2><pre>{}</pre></body></html>",
+        "<h2>Official result file</h2><pre>{}</pre><h2>Command</h2><pre>{}</pre>{CHECK_SCRIPT}</body></html>",
         esc(&d.results.to_json()),
         esc(&o.command)
     );
     h
 }
 
-/// The document's head, the title and what was run.
-fn head(h: &mut String, d: &RunData) {
+/// The document's head, the title and what was run; `charts`: how many the page has.
+fn head(h: &mut String, d: &RunData, charts: usize) {
     let title = format!(
         "payroute bench — {} — {}",
         d.plan.scenario.name(),
@@ -54,10 +70,21 @@ fn head(h: &mut String, d: &RunData) {
     );
     let _ = write!(
         h,
-        r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{}</title><style>{STYLE}</style></head><body>"#,
+        r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{}</title><style>{STYLE}</style></head><body data-charts="{charts}">"#,
         esc(&title)
     );
     let _ = write!(h, "<h1>{}</h1>", esc(&title));
+    let seed = d
+        .plan
+        .seed
+        .map(|s| format!(" (seed {s})"))
+        .unwrap_or_default();
+    let _ = write!(
+        h,
+        "<p>Scenario <b>{}</b>{seed}: {}.</p>",
+        d.plan.scenario.name(),
+        esc(d.plan.scenario.description())
+    );
     let _ = write!(
         h,
         "<p>Test started {} · {:.0} s · {} VUs · teardown at {:.1} s · results comparable with the published <code>{}</code></p>",
@@ -69,14 +96,31 @@ fn head(h: &mut String, d: &RunData) {
     );
 }
 
-/// Caixa dois, whether the limits held, and exits of started processes.
+/// The commit and the machine the figures come from.
+fn provenance(h: &mut String, o: &RunOutput) {
+    let _ = write!(
+        h,
+        r#"<p class="prov">Built from {}</p>"#,
+        esc(&o.provenance.to_string())
+    );
+}
+
+/// The thresholds (caixa dois among them), whether the limits held, and exits of
+/// started processes.
 fn warnings(h: &mut String, o: &RunOutput) {
-    let s = &o.data.score;
-    if s.caixa_dois() {
+    let j = &o.judgement;
+    for c in &j.crossed {
         let _ = write!(
             h,
-            r#"<div class="warn">CAIXA DOIS: the backend counted {} more payments than were accepted (negative lag): disqualified in the challenge.</div>"#,
-            -s.lag
+            r#"<div class="warn">Threshold crossed: {}</div>"#,
+            esc(&c.text)
+        );
+    }
+    if j.crossed.is_empty() {
+        let _ = write!(
+            h,
+            r#"<div class="ok">Thresholds passed: {}</div>"#,
+            esc(&j.checked.join(", "))
         );
     }
     let limits_class = if o.limits.is_warning() { "warn" } else { "ok" };
@@ -108,6 +152,10 @@ fn headline(h: &mut String, d: &RunData) {
             format!("{} / {}", s.default_requests, s.fallback_requests),
         ),
         (
+            "fallback share (books)",
+            fallback_share(d).map_or("n/a".into(), |x| format!("{x:.1}%")),
+        ),
+        (
             "payments ok / failed",
             format!("{} / {}", d.inputs.successes, d.inputs.failures),
         ),
@@ -119,10 +167,14 @@ fn headline(h: &mut String, d: &RunData) {
     h.push_str("</div>");
     let _ = write!(
         h,
-        "<p>Ceiling: every successful payment through the default processor at the scenario's fee ({}%), bonus at p99 = 0 (22%), no fine: {}.</p>",
+        "<p>Ceiling: every successful payment through the default processor at the scenario's fee ({}%), at this run's own bonus ({}%), no fine: {}.</p>",
         crate::js::big_percent_string(d.plan.scenario.fees().0),
-        money(ceiling(d.plan.scenario, d.inputs.successes))
+        crate::js::big_percent_string(s.bonus),
+        money(run_ceiling(d))
     );
+    if let Some(w) = fee_warning(d) {
+        let _ = write!(h, r#"<div class="warn">{}</div>"#, esc(&w));
+    }
     let _ = write!(
         h,
         "<p>Latency over the whole test (k6 percentiles over {} answered requests): p50 {:.3} ms · p90 {:.3} ms · p99 {:.3} ms · max {:.3} ms.</p>",
@@ -182,21 +234,42 @@ fn checks_table(h: &mut String, d: &RunData) {
     h.push_str("</table>");
 }
 
-/// Each stage: when it was planned and sent, both processors' settings, the answers.
+/// Each stage, then the drain after the payments: the settings, when the admin calls
+/// were sent and their statuses, and how the run did (see [`super::stages`]).
 fn stages_table(h: &mut String, d: &RunData) {
-    h.push_str(r#"<h2>Stages</h2><table><tr><th>planned (s)</th><th>sent (s)</th><th class="l">default</th><th class="l">fallback</th><th>statuses</th></tr>"#);
-    for st in &d.stages {
-        let g = st.planned.stage;
+    h.push_str(r#"<h2>Per stage</h2><p>Each stage lasts until the next one or the end of the payments; the last row is the drain, from the end of the payments to the teardown. Payments by processor: what the processors' books gained during the row (sampled once a second, so within a second of its bounds).</p><table><tr><th>from (s)</th><th>to (s)</th><th class="l">default</th><th class="l">fallback</th><th>sent (s)</th><th>statuses</th><th>p99 ms</th><th>ok/s</th><th>failed POSTs</th><th>default</th><th>fallback</th><th>fallback share</th></tr>"#);
+    let opt = |x: Option<f64>, dp: usize| x.map(|v| format!("{v:.dp$}")).unwrap_or_default();
+    for r in stage_rows(d) {
+        let setting = |delay: u32, failing: bool| {
+            format!("delay {delay} ms{}", if failing { ", failing" } else { "" })
+        };
+        let (def, fb) = match r.stage {
+            Some(g) => (
+                setting(g.default_delay_ms, g.default_failure),
+                setting(g.fallback_delay_ms, g.fallback_failure),
+            ),
+            None => ("(drain)".to_string(), String::new()),
+        };
+        let (sent, statuses) = match &r.run {
+            Some(run) => (format!("{:.2}", run.t), format!("{:?}", run.statuses)),
+            None => (String::new(), String::new()),
+        };
         let _ = write!(
             h,
-            r#"<tr><td>{:.2}</td><td>{:.2}</td><td class="l">delay {} ms{}</td><td class="l">delay {} ms{}</td><td>{:?}</td></tr>"#,
-            st.planned.at.as_secs_f64(),
-            st.t,
-            g.default_delay_ms,
-            if g.default_failure { ", failing" } else { "" },
-            g.fallback_delay_ms,
-            if g.fallback_failure { ", failing" } else { "" },
-            st.statuses
+            r#"<tr><td>{:.2}</td><td>{:.2}</td><td class="l">{def}</td><td class="l">{fb}</td><td>{sent}</td><td>{statuses}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+            r.from,
+            r.to,
+            opt(r.p99_ms, 2),
+            opt(r.ok_per_s, 1),
+            r.failed,
+            opt(r.default, 0),
+            opt(r.fallback, 0),
+            opt(r.fallback_share(), 1).to_string()
+                + if r.fallback_share().is_some() {
+                    "%"
+                } else {
+                    ""
+                },
         );
     }
     h.push_str("</table>");

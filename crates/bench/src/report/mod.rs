@@ -1,34 +1,49 @@
 //! The outputs of a run besides the official JSON: `report.html` (self-contained:
-//! inline CSS and hand-written SVG, nothing fetched, no script), the flat list of
-//! figures that `--runs` aggregates (and the aggregate), and the short human summary.
+//! inline CSS and hand-written SVG, nothing fetched), the time series, the flat list
+//! of figures that `--runs` aggregates (and the aggregate), and the short human
+//! summary.
 //!
 //! - `figures`: what the report derives from a run (share of the ceiling, CPU during
 //!   the test, the backend's peaks, the end audit), and the flat list of figures;
 //! - `text`: the summary printed at the end of a run;
-//! - `html`: the page; `charts`: its charts, one function each; `svg`: the chart
-//!   primitive they are drawn with;
-//! - `runs`: the min / median / max of every figure across `--runs`;
+//! - `html`: the page; `charts` and `process_charts`: its charts, one function each;
+//!   `svg`: the line chart they are drawn with, `bars`: the latency distribution's;
+//!   `stages`: the per-stage table's figures;
+//! - `runs`: the min / median / max of every figure across `--runs`; `matrix`: one
+//!   row per scenario of `--scenarios`;
+//! - `timeseries`: the run one row a second (`timeseries.csv`, `bench.json`);
 //! - `format`: money, megabytes and HTML escaping, shared by the others.
 //!
-//! Hand-written SVG rather than a plotting crate: five line charts with a legend and
-//! stage markers are a hundred lines, and the report stays a few hundred kilobytes.
+//! Hand-written SVG rather than a plotting crate: line charts with a legend and stage
+//! markers and one bar chart are a few hundred lines, and the report stays a few
+//! hundred kilobytes.
 
+mod bars;
 mod charts;
 mod figures;
 mod format;
 mod html;
+mod matrix;
+mod process_charts;
 mod runs;
+mod stages;
 mod svg;
 mod text;
+mod timeseries;
 
 pub use figures::{
-    backend_peak_cores, end_audit_difference, figures, peak_cores, percent_of_ceiling,
+    backend_peak_cores, end_audit_difference, fallback_share, fee_mismatch, figures, peak_cores,
+    percent_of_ceiling, run_ceiling,
 };
-pub use html::html;
+pub use html::{html, CHECK_SCRIPT};
+pub use matrix::{matrix_json, matrix_row, matrix_text, MatrixRow};
 pub use runs::{aggregate, median};
 pub use text::summary_text;
+pub use timeseries::{timeseries, TimeSeries, FIXED_COLUMNS, PROCESS_COLUMNS};
 
+use crate::provenance::Provenance;
 use crate::runner::RunData;
+use crate::thresholds::Judgement;
 use crate::topology::{LimitsNote, ProcUsage};
 
 /// A finished run with what the report needs beyond the measurements.
@@ -41,6 +56,10 @@ pub struct RunOutput {
     pub events: Vec<String>,
     /// The command line, for the record.
     pub command: String,
+    /// The commit and the machine the figures come from.
+    pub provenance: Provenance,
+    /// The thresholds checked and those crossed.
+    pub judgement: Judgement,
 }
 
 #[cfg(test)]

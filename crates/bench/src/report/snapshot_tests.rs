@@ -6,10 +6,12 @@
 //! snapshot` rewrites the files; review their diff.
 
 use super::{figures, html, summary_text, RunOutput};
+use crate::provenance::{Machine, Provenance};
 use crate::recorder::Second;
-use crate::runner::{Check, HealthSample, RunData, StageRun, UsageSample};
+use crate::runner::{BooksSample, Check, HealthSample, RunData, StageRun, UsageSample};
 use crate::scenario::{Plan, Scenario};
 use crate::score::{self, BackendSummary, Inputs, OfficialResults, ProcessorSummary};
+use crate::thresholds::{judgement, Judgement, Thresholds};
 use crate::topology::{LimitsNote, ProcUsage};
 use hdrhistogram::Histogram;
 use std::path::PathBuf;
@@ -69,6 +71,18 @@ fn usage_sample(t: u32) -> UsageSample {
             ("api1".into(), 0.05 * t),
             ("processor-default".into(), 0.02 * t),
         ],
+        rss_bytes: vec![
+            ("worker".into(), 30_000_000.0 + t * 100_000.0),
+            ("api1".into(), 9_000_000.0),
+            ("processor-default".into(), 15_000_000.0),
+        ],
+        throttled_seconds: vec![
+            (
+                "worker".into(),
+                if t > 5.0 { 0.01 * (t - 5.0) } else { 0.0 },
+            ),
+            ("api1".into(), 0.0),
+        ],
     }
 }
 
@@ -81,7 +95,46 @@ fn health(t: u32) -> HealthSample {
         accepted: Some(t * 10.0),
         processed_default: (t < 8.0).then_some(t * 8.0),
         processed_fallback: Some(t * t),
+        held_payments: Some(((t * 5.0) % 11.0).floor()),
+        held_oldest_age_ms: Some((t * 100.0) % 900.0),
     }
+}
+
+/// Second `t` of the processors' books: the fallback's read failed at 6 s.
+fn books(t: u32) -> BooksSample {
+    let t = f64::from(t) + 0.5;
+    BooksSample {
+        t,
+        accepted: t * 14.0,
+        default: Some(processor(t * 9.0, t * 9.0 * 20.05, 0.07)),
+        fallback: (t != 6.5).then(|| processor(t * 4.0, t * 4.0 * 20.05, 0.1)),
+    }
+}
+
+/// The own run's two consistency checks: one in agreement, one with failed reads.
+fn own_checks() -> Vec<Check> {
+    vec![
+        Check {
+            t: 0.002,
+            from: "2025-07-10T11:59:46.000Z".into(),
+            to: "2025-07-10T11:59:59.000Z".into(),
+            backend: backend(0.0, 0.0),
+            default: processor(0.0, 0.0, 0.07),
+            fallback: processor(0.0, 0.0, 0.1),
+            statuses: [200, 200, 200],
+            inconsistencies: 0.0,
+        },
+        Check {
+            t: 5.01,
+            from: "2025-07-10T11:59:51.000Z".into(),
+            to: "2025-07-10T12:00:04.000Z".into(),
+            backend: backend(50.0, 10.0),
+            default: processor(49.0, 982.45, 0.07),
+            fallback: processor(11.0, 220.55, 0.1),
+            statuses: [200, 0, 503],
+            inconsistencies: 2.0,
+        },
+    ]
 }
 
 /// A final scaled to 10 s that the bench ran against payroute it started: every
@@ -103,28 +156,7 @@ fn own_run() -> RunOutput {
     };
     let score = score::compute(&inputs);
     let results = OfficialResults::new(&inputs, &score);
-    let checks = vec![
-        Check {
-            t: 0.002,
-            from: "2025-07-10T11:59:46.000Z".into(),
-            to: "2025-07-10T11:59:59.000Z".into(),
-            backend: backend(0.0, 0.0),
-            default: processor(0.0, 0.0, 0.07),
-            fallback: processor(0.0, 0.0, 0.1),
-            statuses: [200, 200, 200],
-            inconsistencies: 0.0,
-        },
-        Check {
-            t: 5.01,
-            from: "2025-07-10T11:59:51.000Z".into(),
-            to: "2025-07-10T12:00:04.000Z".into(),
-            backend: backend(50.0, 10.0),
-            default: processor(49.0, 982.45, 0.07),
-            fallback: processor(11.0, 220.55, 0.1),
-            statuses: [200, 0, 503],
-            inconsistencies: 2.0,
-        },
-    ];
+    let checks = own_checks();
     let stages = plan
         .stages
         .iter()
@@ -151,16 +183,22 @@ fn own_run() -> RunOutput {
         stages,
         health: (0..11).map(health).collect(),
         usage_samples: (0..12).map(usage_sample).collect(),
+        books: (0..12).map(books).collect(),
         usage_at_start,
         requests: 160,
         p99_sample_size: 150,
         overall_ms: [0.21, 0.48, 1.2549, 28.375],
+        latency_bins: crate::recorder::latency_bins(
+            &(1..=150)
+                .map(|k| 0.05 + f64::from(k * k) / 800.0)
+                .collect::<Vec<_>>(),
+        ),
         bench_cpu_seconds: 0.75,
         started_at: "2025-07-10T12:00:00.000Z".into(),
         teardown_at: 11.25,
         end_audit: Some(backend(101.0, 45.0)),
     };
-    RunOutput {
+    let o = RunOutput {
         data,
         usage: vec![
             usage("worker", 101, 2.5, Some(0.03)),
@@ -171,6 +209,18 @@ fn own_run() -> RunOutput {
         events: vec!["api1 (pid 102) exited: signal: 9 (SIGKILL)\nrestarted after 0.5 s".into()],
         command: "payroute bench --scenario final --duration 10 --max-requests 20 --out \"a<b>\""
             .into(),
+        provenance: provenance(),
+        judgement: Judgement::default(),
+    };
+    // p99 1.25 > 1: crossed; 3 failed <= 5: passed; lag -5: caixa dois.
+    let t = Thresholds {
+        max_p99_ms: Some(1.0),
+        max_failed: Some(5),
+        ..Thresholds::default()
+    };
+    RunOutput {
+        judgement: judgement(&t, &o.data, &o.limits),
+        ..o
     }
 }
 
@@ -210,21 +260,38 @@ fn given_run() -> RunOutput {
         stages: Vec::new(),
         health: Vec::new(),
         usage_samples: Vec::new(),
+        books: Vec::new(),
         usage_at_start: Vec::new(),
         requests: 16_800,
         p99_sample_size: 16_790,
         overall_ms: [0.2, 0.5, 1.25, 16.0],
+        latency_bins: Vec::new(),
         bench_cpu_seconds: 1.5,
         started_at: "2025-07-10T12:00:00.000Z".into(),
         teardown_at: 61.0,
         end_audit: None,
     };
+    let judged = judgement(&Thresholds::default(), &data, &LimitsNote::NotApplicable);
     RunOutput {
         data,
         usage: Vec::new(),
         limits: LimitsNote::NotApplicable,
         events: Vec::new(),
         command: "payroute bench --scenario preview --backend http://127.0.0.1:19999/api".into(),
+        provenance: provenance(),
+        judgement: judged,
+    }
+}
+
+/// A fixed provenance, so that the snapshots do not depend on the commit or machine.
+fn provenance() -> Provenance {
+    Provenance {
+        commit: "0123456789abcdef0123456789abcdef01234567".into(),
+        machine: Machine {
+            cores: 6,
+            cpu_model: "Intel(R) Core(TM) i7-7700 CPU @ 3.60GHz".into(),
+            kernel: "6.1.0-37-amd64".into(),
+        },
     }
 }
 
@@ -280,4 +347,137 @@ fn report_of_a_given_backend_is_unchanged() {
     check_snapshot("given.html.snap", &html(&o));
     check_snapshot("given.txt.snap", &summary_text(&o));
     check_snapshot("given.figures.snap", &figures_text(&o));
+}
+
+#[test]
+fn processors_with_other_fees_are_warned_about() {
+    let mut o = given_run();
+    assert!(super::figures::fee_mismatch(&o.data).is_none());
+    // Processors started with the final's fees under the preview's scenario.
+    o.data.inputs.default.fee_per_transaction = 0.07;
+    o.data.inputs.fallback.fee_per_transaction = 0.1;
+    assert_eq!(super::figures::fee_mismatch(&o.data), Some((0.07, 0.1)));
+    let text = summary_text(&o);
+    assert!(
+        text.contains("!!! the processors report fees of 7% / 10%") && text.contains("5% / 15%"),
+        "{text}"
+    );
+    assert!(html(&o).contains("<div class=\"warn\">the processors report fees of 7% / 10%"));
+}
+
+#[test]
+fn time_series_of_a_run_the_bench_started() {
+    let o = own_run();
+    let ts = super::timeseries(&o.data);
+    check_snapshot("own.timeseries.csv.snap", &ts.csv());
+    // 11 recorded seconds, samples up to 11.x s: 12 rows.
+    assert_eq!(ts.rows.len(), 12);
+    let at = |name: &str, i: usize| ts.column(name).unwrap()[i];
+    // Accepted so far at the end of 2 s: 0 + 10 + 20. At 2.5 s, when the books were
+    // read: 35 accepted, 22.5 booked by the default, 10 by the fallback.
+    assert_eq!(at("accepted_total", 2), Some(30.0));
+    assert_eq!(at("lag", 2), Some(35.0 - 32.5));
+    assert!((at("fallback_share_pct", 2).unwrap() - 1000.0 / 32.5).abs() < 1e-9);
+    // The fallback's books did not answer at 6.5 s: no lag, no share that second.
+    assert_eq!((at("lag", 6), at("fallback_share_pct", 6)), (None, None));
+    assert_eq!(at("held_payments", 3), Some(5.0));
+    // worker: 0.1 t + 0.01 t² CPU seconds, so 0.15 core between 2 s and 3 s.
+    assert!((at("cpu_pct[worker]", 3).unwrap() - 15.0).abs() < 1e-9);
+    assert!((at("throttled_ms_per_s[worker]", 7).unwrap() - 10.0).abs() < 1e-9);
+    // Processes without a cgroup have no throttling column.
+    assert!(ts.column("throttled_ms_per_s[processor-default]").is_none());
+    assert!(ts.column("rss_mb[processor-default]").is_some());
+    // bench.json: the same names, null for an empty cell.
+    let json = ts.json();
+    assert_eq!(json[6]["lag"], serde_json::Value::Null);
+    assert_eq!(json[2]["accepted_total"], 30.0);
+}
+
+#[test]
+fn time_series_without_samples_has_empty_cells() {
+    let o = given_run();
+    let ts = super::timeseries(&o.data);
+    assert_eq!(ts.columns, super::FIXED_COLUMNS);
+    assert_eq!(ts.rows.len(), 3);
+    let csv = ts.csv();
+    // No answered request: latency empty; no /health, no books.
+    assert_eq!(
+        csv.lines().nth(1).unwrap(),
+        "0,43,40,1,0,,,,,1,40,,,,,,,,,,,"
+    );
+}
+
+#[test]
+fn every_time_series_column_is_documented() {
+    let doc = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/BENCHMARKS.md"),
+    )
+    .unwrap();
+    for c in super::FIXED_COLUMNS {
+        assert!(doc.contains(&format!("`{c}`")), "docs/BENCHMARKS.md: `{c}`");
+    }
+    for p in super::PROCESS_COLUMNS {
+        assert!(
+            doc.contains(&format!("`{p}[NAME]`")),
+            "docs/BENCHMARKS.md: `{p}[NAME]`"
+        );
+    }
+}
+
+/// The `data-chart` ids of a page, in order.
+fn chart_ids(page: &str) -> Vec<String> {
+    page.split("data-chart=\"")
+        .skip(1)
+        .map(|rest| rest[..rest.find('"').unwrap()].to_string())
+        .collect()
+}
+
+/// The rows of the page's per-stage table (its header included).
+fn stage_table_rows(page: &str) -> usize {
+    let table = &page[page.find("<h2>Per stage</h2>").unwrap()..];
+    table[..table.find("</table>").unwrap()]
+        .matches("<tr>")
+        .count()
+}
+
+#[test]
+fn a_run_the_bench_started_has_every_chart_and_a_row_per_stage() {
+    let page = html(&own_run());
+    let ids = chart_ids(&page);
+    assert_eq!(
+        ids,
+        [
+            "latency",
+            "latency-distribution",
+            "throughput",
+            "lag",
+            "books",
+            "queue",
+            "held",
+            "held-age",
+            "processed",
+            "cpu",
+            "rss",
+            "throttling"
+        ]
+    );
+    assert!(page.contains(&format!("<body data-charts=\"{}\">", ids.len())));
+    // Ten stages of the scaled final, then the drain.
+    assert_eq!(stage_table_rows(&page), 1 + 10 + 1);
+    assert!(page.contains("(drain)"));
+    // The only script is the inline check; nothing is fetched.
+    assert_eq!(page.matches("<script").count(), 1);
+    assert!(page.contains(super::CHECK_SCRIPT));
+    assert!(!page.contains("src=") && !page.contains("href="));
+}
+
+#[test]
+fn a_given_backend_has_the_charts_it_can() {
+    let page = html(&given_run());
+    assert_eq!(
+        chart_ids(&page),
+        ["latency", "latency-distribution", "throughput"]
+    );
+    // The preview's six stages (none was sent in this fixture), then the drain.
+    assert_eq!(stage_table_rows(&page), 1 + 6 + 1);
 }

@@ -2,19 +2,19 @@
 //! of, each process's cost, the end audit, the limits and anything that went wrong.
 
 use super::figures::{
-    backend_peak_cores, backend_peak_rss_mb, cpu_during_test, end_audit_difference,
-    percent_of_ceiling,
+    backend_peak_cores, backend_peak_rss_mb, cpu_during_test, end_audit_difference, fallback_share,
+    fee_warning, percent_of_ceiling, run_ceiling,
 };
 use super::format::{megabytes, money};
 use super::RunOutput;
 use crate::runner::RunData;
-use crate::score::ceiling;
 use std::fmt::Write as _;
 
 /// The short human summary printed at the end of a run.
 pub fn summary_text(o: &RunOutput) -> String {
     let mut t = String::new();
     score_lines(&mut t, &o.data);
+    threshold_lines(&mut t, o);
     process_lines(&mut t, o);
     end_audit_line(&mut t, o);
     if let Some(peak) = backend_peak_cores(o) {
@@ -37,19 +37,26 @@ fn score_lines(t: &mut String, d: &RunData) {
     let s = &d.score;
     let _ = writeln!(
         t,
-        "payroute bench: {} ({:.0} s, {} VUs) against {}",
+        "payroute bench: {}{} ({:.0} s, {} VUs) against {}",
         d.plan.scenario.name(),
+        d.plan
+            .seed
+            .map(|s| format!(" --seed {s}"))
+            .unwrap_or_default(),
         d.plan.duration.as_secs_f64(),
         d.plan.max_vus,
         d.backend_url
     );
     let _ = writeln!(
         t,
-        "  profit (total_liquido)  {:>14}   {:.1}% of the ceiling ({})",
+        "  profit (total_liquido)  {:>14}   {:.1}% of the ceiling ({}: all default, at this run's bonus, no fine)",
         money(s.total_liquido),
         percent_of_ceiling(d),
-        money(ceiling(d.plan.scenario, d.inputs.successes))
+        money(run_ceiling(d))
     );
+    if let Some(w) = fee_warning(d) {
+        let _ = writeln!(t, "  !!! {w}");
+    }
     let _ = writeln!(
         t,
         "  p99                     {:>11} ms   bonus {}%  (p50 {:.2} / p90 {:.2} / max {:.2} ms over {} requests)",
@@ -65,6 +72,12 @@ fn score_lines(t: &mut String, d: &RunData) {
         "  payments                {:>14} ok, {} failed; counted default {}, fallback {}; lag {}",
         d.inputs.successes, d.inputs.failures, s.default_requests, s.fallback_requests, s.lag
     );
+    if let Some(share) = fallback_share(d) {
+        let _ = writeln!(
+            t,
+            "  fallback share          {share:>13.1}%   of what the processors booked (their books, teardown window)"
+        );
+    }
     let _ = writeln!(
         t,
         "  inconsistencies         {:>14}   fine {}%  ({} checks)",
@@ -72,12 +85,16 @@ fn score_lines(t: &mut String, d: &RunData) {
         s.fine * 100.0,
         d.checks.len()
     );
-    if s.caixa_dois() {
-        let _ = writeln!(
-            t,
-            "  !!! CAIXA DOIS: the backend counted {} more payments than were accepted: DISQUALIFIED in the challenge",
-            -s.lag
-        );
+}
+
+/// The thresholds: each one crossed, or that all checked passed.
+fn threshold_lines(t: &mut String, o: &RunOutput) {
+    let j = &o.judgement;
+    if j.crossed.is_empty() {
+        let _ = writeln!(t, "  thresholds passed       {}", j.checked.join(", "));
+    }
+    for c in &j.crossed {
+        let _ = writeln!(t, "  !!! THRESHOLD CROSSED: {}", c.text);
     }
 }
 

@@ -23,16 +23,17 @@
 mod samples;
 mod script;
 
-pub use samples::{parse_health, HealthSample, UsageSample};
+pub use samples::{parse_health, BooksSample, HealthSample, UsageSample};
 pub use script::{check_window, INITIAL_TOKEN};
 
+use crate::exit::Interrupted;
 use crate::http::Target;
 use crate::progress::Progress;
-use crate::recorder::{Recorder, Second};
+use crate::recorder::{latency_bins, LatencyBin, Recorder, Second};
 use crate::scenario::{Plan, PlannedStage};
 use crate::score::{self, BackendSummary, Inputs, OfficialResults, ProcessorSummary, Score};
 use crate::topology::{ProcUsage, Topology};
-use anyhow::{bail, Context};
+use anyhow::Context;
 use model::Micros;
 use script::Books;
 use serde::Serialize;
@@ -97,6 +98,8 @@ pub struct RunData {
     pub stages: Vec<StageRun>,
     pub health: Vec<HealthSample>,
     pub usage_samples: Vec<UsageSample>,
+    /// Both processors' books once a second (never recorded).
+    pub books: Vec<BooksSample>,
     /// Usage at the test start (after setup), to give CPU seconds during the test.
     pub usage_at_start: Vec<ProcUsage>,
     /// Requests of the whole test, and those counted by the p99.
@@ -104,6 +107,8 @@ pub struct RunData {
     pub p99_sample_size: usize,
     /// k6-style percentiles of the p99 sample, ms: p50, p90, p99, max.
     pub overall_ms: [f64; 4],
+    /// The distribution of the p99 sample.
+    pub latency_bins: Vec<LatencyBin>,
     /// CPU seconds the bench itself used from the test start to the teardown: the load
     /// generator shares the machine, so the report shows its cost.
     pub bench_cpu_seconds: f64,
@@ -154,6 +159,7 @@ struct Collected {
     stages: Collector<StageRun>,
     health: Collector<HealthSample>,
     usage: Collector<UsageSample>,
+    books: Collector<BooksSample>,
     /// Inconsistencies counted so far, for the progress display.
     inconsistencies: Arc<AtomicU64>,
 }
@@ -179,7 +185,7 @@ pub async fn run_once(
     let rec = Arc::new(Recorder::new());
     tokio::select! {
         r = script::setup(s, &rec) => r?,
-        _ = cancel.cancelled() => bail!("interrupted during setup"),
+        _ = cancel.cancelled() => return Err(anyhow::Error::from(Interrupted).context("during setup")),
     }
     let health_answers = s.sample_health && samples::probe_health(&s.backend).await;
     let health = health_answers.then(|| s.backend.clone());
@@ -190,7 +196,7 @@ pub async fn run_once(
     let test = run_test(s, &rec, health, topology, cancel).await?;
     let books = tokio::select! {
         b = script::teardown(s, &rec) => b,
-        _ = cancel.cancelled() => bail!("interrupted during teardown"),
+        _ = cancel.cancelled() => return Err(anyhow::Error::from(Interrupted).context("during teardown")),
     };
     Ok(handle_summary(s, &rec, test, books, usage_at_start))
 }
@@ -268,14 +274,14 @@ async fn run_scenarios(
     };
     let outcome = tokio::select! {
         r = all_done => r,
-        _ = cancel.cancelled() => Err(anyhow::anyhow!("interrupted")),
+        _ = cancel.cancelled() => Err(Interrupted.into()),
     };
     // Dropping `work` aborts whatever is left (on error or Ctrl-C).
     drop(work);
     outcome
 }
 
-/// What watches the test without taking part in it: the `/health` and usage
+/// What watches the test without taking part in it: the `/health`, books and usage
 /// samplers, the progress display.
 struct Observers {
     stop: CancellationToken,
@@ -283,7 +289,8 @@ struct Observers {
 }
 
 impl Observers {
-    /// Samples `health` and `topology` when given, shows progress when asked.
+    /// Samples the processors' books, `health` and `topology` when given, shows progress
+    /// when asked.
     fn start(
         s: &RunSettings,
         t0: Instant,
@@ -298,6 +305,16 @@ impl Observers {
             let out = collected.health.clone();
             tasks.spawn(samples::sample_health(backend, t0, out, stop.clone()));
         }
+        let processors = [s.default.clone(), s.fallback.clone()];
+        let books = collected.books.clone();
+        tasks.spawn(samples::sample_books(
+            processors,
+            s.token.clone(),
+            rec.clone(),
+            t0,
+            books,
+            stop.clone(),
+        ));
         if let Some(topo) = topology {
             let out = collected.usage.clone();
             tasks.spawn(samples::sample_usage(topo, t0, out, stop.clone()));
@@ -363,10 +380,12 @@ fn handle_summary(
         stages,
         health: test.collected.health.take(),
         usage_samples: test.collected.usage.take(),
+        books: test.collected.books.take(),
         usage_at_start,
         requests: rec.requests.load(Ordering::Relaxed),
         p99_sample_size: sorted.len(),
         overall_ms,
+        latency_bins: latency_bins(&sorted),
         bench_cpu_seconds: test.bench_cpu_seconds,
         started_at: test.started_at,
         teardown_at: test.teardown_at,

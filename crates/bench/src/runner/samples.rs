@@ -1,13 +1,19 @@
-//! What the bench samples beyond the script, once a second, for the report: payroute's
-//! `/health` (only when it has payroute's shape) and the CPU time of the processes the
-//! bench started. None of these requests is recorded: they never count in the p99.
+//! What the bench samples beyond the script, once a second, for the report and the
+//! time series: payroute's `/health` (only when it has payroute's shape), both
+//! processors' books (`GET /admin/payments-summary` without a window: everything they
+//! processed, for any backend), and the CPU time, resident set and throttling of the
+//! processes the bench started. None of these requests is recorded: each sampler has
+//! connections of its own and they never count in the p99 or the request counts.
 
 use super::Collector;
+use crate::checker::parse_processor_summary;
 use crate::http::{Conn, Target};
-use crate::recorder::Kind;
-use crate::topology::{ProcUsage, Topology};
+use crate::recorder::{Kind, Recorder};
+use crate::score::ProcessorSummary;
+use crate::topology::{current_rss_bytes, ProcUsage, Topology};
 use http::Method;
 use serde::Serialize;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::time::{Interval, MissedTickBehavior};
@@ -19,6 +25,9 @@ const SAMPLE_PERIOD: Duration = Duration::from_secs(1);
 /// Timeout of a `/health` sample: shorter than the period, so samples do not pile up.
 const HEALTH_TIMEOUT: Duration = Duration::from_millis(900);
 
+/// Timeout of a books sample, for the same reason.
+const BOOKS_TIMEOUT: Duration = Duration::from_millis(900);
+
 /// payroute's `/health` figures at one moment.
 #[derive(Debug, Clone, Serialize)]
 pub struct HealthSample {
@@ -28,13 +37,56 @@ pub struct HealthSample {
     pub accepted: Option<f64>,
     pub processed_default: Option<f64>,
     pub processed_fallback: Option<f64>,
+    /// Payments held back for the default processor (`held.payments`), when the
+    /// worker says.
+    pub held_payments: Option<f64>,
+    /// Age of the oldest of them, ms (`held.oldest_age_ms`).
+    pub held_oldest_age_ms: Option<f64>,
 }
 
-/// CPU seconds of each started process at one moment.
-#[derive(Debug, Clone, Serialize)]
+/// Usage of each started process at one moment: `(name, value)` lists.
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct UsageSample {
     pub t: f64,
+    /// CPU seconds so far.
     pub cpu_seconds: Vec<(String, f64)>,
+    /// Resident set now, bytes (processes whose `/proc` entry could be read).
+    pub rss_bytes: Vec<(String, f64)>,
+    /// Seconds throttled by the CPU quota so far (processes with a cgroup limit).
+    pub throttled_seconds: Vec<(String, f64)>,
+}
+
+impl UsageSample {
+    /// The sample of `usage` at `t`, reading each process's resident set now.
+    fn of(t: f64, usage: Vec<ProcUsage>) -> UsageSample {
+        let mut s = UsageSample {
+            t,
+            ..UsageSample::default()
+        };
+        for p in usage {
+            if let Some(rss) = current_rss_bytes(p.pid) {
+                s.rss_bytes.push((p.name.clone(), rss as f64));
+            }
+            if let Some(th) = p.throttled_seconds {
+                s.throttled_seconds.push((p.name.clone(), th));
+            }
+            s.cpu_seconds.push((p.name, p.cpu_seconds));
+        }
+        s
+    }
+}
+
+/// Both processors' books at one moment (`None`: that summary did not answer 200).
+#[derive(Debug, Clone, Serialize)]
+pub struct BooksSample {
+    pub t: f64,
+    /// POSTs the bench had seen succeed when both books had answered: what the books
+    /// are compared with for the lag (read after them, so that a payment accepted
+    /// during the read counts as not yet processed rather than as booked and never
+    /// accepted).
+    pub accepted: f64,
+    pub default: Option<ProcessorSummary>,
+    pub fallback: Option<ProcessorSummary>,
 }
 
 /// Parses payroute's `/health`; `None` when it does not have payroute's shape.
@@ -47,6 +99,8 @@ pub fn parse_health(t: f64, body: &[u8]) -> Option<HealthSample> {
         accepted: v.get("accepted").and_then(|x| x.as_f64()),
         processed_default: v.pointer("/processed/default").and_then(|x| x.as_f64()),
         processed_fallback: v.pointer("/processed/fallback").and_then(|x| x.as_f64()),
+        held_payments: v.pointer("/held/payments").and_then(|x| x.as_f64()),
+        held_oldest_age_ms: v.pointer("/held/oldest_age_ms").and_then(|x| x.as_f64()),
     })
 }
 
@@ -111,7 +165,8 @@ pub(super) async fn sample_health(
     }
 }
 
-/// Samples the CPU time of `topo`'s processes into `out` until `stop`.
+/// Samples the CPU time, resident set and throttling of `topo`'s processes into `out`
+/// until `stop`.
 pub(super) async fn sample_usage(
     topo: Arc<Topology>,
     t0: Instant,
@@ -120,12 +175,48 @@ pub(super) async fn sample_usage(
 ) {
     let mut ticker = Ticker::new(t0, stop);
     while let Some(t) = ticker.next().await {
-        if let Some(u) = usage(&topo).await {
-            out.push(UsageSample {
-                t,
-                cpu_seconds: u.into_iter().map(|p| (p.name, p.cpu_seconds)).collect(),
-            });
+        let topo = topo.clone();
+        let sample = tokio::task::spawn_blocking(move || UsageSample::of(t, topo.usage()));
+        if let Ok(s) = sample.await {
+            out.push(s);
         }
+    }
+}
+
+/// The processors' whole books: `GET /admin/payments-summary` without a window.
+const BOOKS_PATH: &str = "/admin/payments-summary";
+
+/// Samples both processors' books into `out` until `stop`, both read at once, with
+/// the successful POSTs `rec` counted by then.
+pub(super) async fn sample_books(
+    processors: [Arc<Target>; 2],
+    token: String,
+    rec: Arc<Recorder>,
+    t0: Instant,
+    out: Collector<BooksSample>,
+    stop: CancellationToken,
+) {
+    let [d, f] = processors;
+    let (mut cd, mut cf) = (
+        Conn::new(d, None, BOOKS_TIMEOUT),
+        Conn::new(f, None, BOOKS_TIMEOUT),
+    );
+    let tok = Some(token.as_str());
+    let mut ticker = Ticker::new(t0, stop);
+    while let Some(t) = ticker.next().await {
+        let (rd, rf) = tokio::join!(
+            cd.request(Kind::Summary, Method::GET, BOOKS_PATH, None, tok),
+            cf.request(Kind::Summary, Method::GET, BOOKS_PATH, None, tok),
+        );
+        let read = |status: u16, body: &[u8]| {
+            (status == 200).then(|| parse_processor_summary(status, body))
+        };
+        out.push(BooksSample {
+            t,
+            accepted: rec.payments_ok.load(Ordering::Relaxed) as f64,
+            default: read(rd.status, &rd.body),
+            fallback: read(rf.status, &rf.body),
+        });
     }
 }
 
@@ -139,6 +230,14 @@ mod tests {
         let h = parse_health(1.0, body).unwrap();
         assert_eq!((h.queue_depth, h.in_flight), (3.0, 7.0));
         assert_eq!(h.processed_default, Some(80.0));
+        assert_eq!((h.held_payments, h.held_oldest_age_ms), (None, None));
+        let with_held =
+            br#"{"queue_depth":3,"in_flight":7,"held":{"payments":12,"oldest_age_ms":850}}"#;
+        let h = parse_health(2.0, with_held).unwrap();
+        assert_eq!(
+            (h.held_payments, h.held_oldest_age_ms),
+            (Some(12.0), Some(850.0))
+        );
         assert!(parse_health(0.0, br#"{"status":"UP"}"#).is_none());
         assert!(parse_health(0.0, b"OK").is_none());
     }
