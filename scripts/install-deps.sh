@@ -4,6 +4,8 @@
 #   - nginx   (Debian 12: 1.22): the load balancer of the compose file; the tests run
 #             `nginx -t` on its config and `payroute up --lb nginx` end to end.
 #   - haproxy (Debian 12: 2.6):  the alternative load balancer; the tests run `haproxy -c`.
+#   - chromium:  the bench's report is rendered headless to PNG by a test
+#                (crates/payroute/tests/bench_browser.rs).
 #   - groff-base: what `man` formats pages with; the tests read `payroute man`'s pages
 #             with `groff -ww` (no warning allowed).
 #
@@ -18,7 +20,7 @@
 # afterwards unless it existed before.
 set -euo pipefail
 
-PACKAGES=(nginx haproxy groff-base)
+PACKAGES=(nginx haproxy groff-base chromium)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

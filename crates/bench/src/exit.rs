@@ -65,6 +65,20 @@ impl Ending {
         }
     }
 
+    /// Says on stderr why the run did not pass (nothing when it did).
+    pub fn explain(&self) {
+        let code = self.code();
+        match self {
+            Ending::Passed => {}
+            Ending::Crossed(crossed) => eprintln!(
+                "payroute bench: {} threshold(s) crossed (exit {code}): {}",
+                crossed.len(),
+                crossed.join("; ")
+            ),
+            Ending::Failed(e) => eprintln!("payroute bench: {e:#} (exit {code})"),
+        }
+    }
+
     /// The process's exit code.
     pub fn code(&self) -> u8 {
         match self {

@@ -56,25 +56,12 @@ use exit::{BadUsage, Ending};
 /// would queue every VU's timing behind the others'.
 const BENCH_THREADS: usize = 2;
 
-/// Entry point of `payroute bench`: [`execute`], then the process ends with the
-/// ending's exit code (see [`exit`]) when it is not 0. It exits itself because the
-/// binary's `main`, owned elsewhere, maps every error to 1; a caller that owns the
-/// process can call [`execute`] and use [`Ending::code`] instead.
-pub fn run(args: Args) -> anyhow::Result<()> {
+/// Entry point of `payroute bench`: [`execute`], the ending explained on stderr, and
+/// its exit code (see [`exit`]) for the process.
+pub fn run(args: Args) -> std::process::ExitCode {
     let ending = execute(args);
-    let code = ending.code();
-    match ending {
-        Ending::Passed => return Ok(()),
-        Ending::Crossed(crossed) => eprintln!(
-            "payroute bench: {} threshold(s) crossed (exit {code}): {}",
-            crossed.len(),
-            crossed.join("; ")
-        ),
-        Ending::Failed(e) => eprintln!("payroute bench: {e:#} (exit {code})"),
-    }
-    use std::io::Write as _;
-    let _ = std::io::stdout().flush();
-    std::process::exit(i32::from(code))
+    ending.explain();
+    std::process::ExitCode::from(ending.code())
 }
 
 /// Runs what `args` asks for and says how it ended; every process it started is

@@ -67,7 +67,8 @@ fn main() -> std::process::ExitCode {
         Command::Api(a) => api::run(a),
         Command::Worker(a) => worker::run(a),
         Command::Processor(a) => emulator::run(a),
-        Command::Bench(a) => bench::run(a),
+        // The bench has exit codes of its own (thresholds crossed, aborted, interrupted).
+        Command::Bench(a) => return bench::run(a),
         Command::Up(a) => launcher::run(a),
         Command::Submission(a) => launcher::run_submission(a),
         Command::Completions(a) => {
