@@ -2,6 +2,7 @@
 //! Every default has one home, [`Config::new`] (and `netio::ServeLimits::default`);
 //! the flags read theirs from there, and a test checks an empty command line gives them.
 
+use crate::worker_client::WorkerAddr;
 use netio::{ListenAddr, ServeLimits};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,9 +21,12 @@ pub struct Args {
     /// with SO_REUSEPORT, so several instances can share one port.
     #[arg(long, env = "PAYROUTE_LISTEN", default_value = "0.0.0.0:9999")]
     pub listen: ListenAddr,
-    /// The worker's Unix socket.
-    #[arg(long, env = "PAYROUTE_WORKER_SOCKET", default_value = DEFAULT_WORKER_SOCKET)]
-    pub worker_socket: PathBuf,
+    /// The worker's socket: a Unix socket path, or HOST:PORT; several, separated by
+    /// commas, for several workers sharing a ledger (each call goes to the next one
+    /// that answers; 503 only when none does).
+    #[arg(long, env = "PAYROUTE_WORKER_SOCKET", default_value = DEFAULT_WORKER_SOCKET,
+          value_delimiter = ',', num_args = 1..)]
+    pub worker_socket: Vec<WorkerAddr>,
     /// Largest request body accepted, in bytes (a payment is about 80).
     #[arg(long, env = "PAYROUTE_MAX_BODY_BYTES", default_value_t = defaults().max_body_bytes,
           value_parser = at_least(128, "a payment's body is about 80 bytes"))]
@@ -84,7 +88,8 @@ fn non_empty_token(s: &str) -> Result<String, String> {
 /// What [`crate::serve`] needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    pub worker_socket: PathBuf,
+    /// The workers, tried in turn.
+    pub workers: Vec<WorkerAddr>,
     pub max_body_bytes: usize,
     pub limits: ServeLimits,
     pub body_timeout: Duration,
@@ -94,10 +99,10 @@ pub struct Config {
 }
 
 impl Config {
-    /// The defaults, reaching the worker at `worker_socket`.
+    /// The defaults, reaching one worker at the Unix socket `worker_socket`.
     pub fn new(worker_socket: PathBuf) -> Config {
         Config {
-            worker_socket,
+            workers: vec![WorkerAddr::Unix(worker_socket)],
             // A payment is about 80 bytes; 4 KiB leaves room for any formatting and
             // refuses floods early (413).
             max_body_bytes: 4096,
@@ -114,7 +119,7 @@ impl Config {
 
     pub fn from_args(a: &Args) -> Config {
         Config {
-            worker_socket: a.worker_socket.clone(),
+            workers: a.worker_socket.clone(),
             max_body_bytes: a.max_body_bytes,
             limits: ServeLimits {
                 max_connections: a.max_connections,

@@ -78,7 +78,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let state = Arc::new(State {
-        worker: WorkerClient::new(config.worker_socket.clone(), config.worker_timeout),
+        worker: WorkerClient::new(config.workers.clone(), config.worker_timeout),
         max_body: config.max_body_bytes,
         body_timeout: config.body_timeout,
         admin_token: config.admin_token.clone(),
@@ -99,7 +99,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     rt.block_on(async {
         let listener = Listener::bind_shared(&args.listen)
             .with_context(|| format!("binding {}", args.listen))?;
-        tracing::info!(listen = %args.listen, worker = %args.worker_socket.display(), "api listening");
+        let workers: Vec<String> = args.worker_socket.iter().map(ToString::to_string).collect();
+        tracing::info!(listen = %args.listen, workers = %workers.join(","), "api listening");
         let shutdown = CancellationToken::new();
         tokio::spawn(netio::stop_on_signal(shutdown.clone()));
         let result = serve(config, listener, shutdown).await;

@@ -1,19 +1,24 @@
-//! The api's side of the IPC: one connection to the worker, shared by every HTTP
-//! request of this process. Requests are pipelined; replies come back in order and are
-//! matched first-in first-out. Each call is typed: the reply a request expects, or a
-//! [`WorkerError`].
+//! The api's side of the IPC: one connection per worker, shared by every HTTP request
+//! of this process. Requests are pipelined; replies come back in order and are matched
+//! first-in first-out. Each call is typed: the reply a request expects, or a
+//! [`WorkerError`]. With several workers (sharing a ledger), calls go round the
+//! workers and move on to the next when one does not answer: 503 only when none does.
 
 use ipc::{Connection, Reply, Request, SubmitStatus};
 use model::{Cents, Summary, SummaryQuery};
 use std::collections::VecDeque;
+use std::fmt;
 use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::UnixStream;
+use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 /// Why the worker did not answer what was asked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WorkerError {
     #[error("the worker is unreachable")]
     Unreachable,
@@ -25,6 +30,49 @@ pub enum WorkerError {
     /// The worker answered with a reply of the wrong kind (a bug on one side).
     #[error("the worker answered with an unexpected reply")]
     Protocol,
+    /// The worker could not do it (its ledger is unreachable): its words.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Where a worker listens: a Unix socket path, or HOST:PORT (TCP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkerAddr {
+    Unix(PathBuf),
+    Tcp(String),
+}
+
+impl FromStr for WorkerAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<WorkerAddr, String> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err("a worker address is empty".into());
+        }
+        if let Some(path) = s.strip_prefix("unix:") {
+            return Ok(WorkerAddr::Unix(PathBuf::from(path)));
+        }
+        if s.starts_with('/') || s.starts_with('.') {
+            return Ok(WorkerAddr::Unix(PathBuf::from(s)));
+        }
+        match s.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+                Ok(WorkerAddr::Tcp(s.to_string()))
+            }
+            _ => Err(format!(
+                "`{s}` is neither a socket path (/run/payroute/worker.sock) nor HOST:PORT"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for WorkerAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WorkerAddr::Unix(p) => write!(f, "{}", p.display()),
+            WorkerAddr::Tcp(a) => write!(f, "{a}"),
+        }
+    }
 }
 
 struct Call {
@@ -32,10 +80,12 @@ struct Call {
     reply: oneshot::Sender<Reply>,
 }
 
-/// A handle to the connection task; cheap to clone.
+/// A handle to the connection tasks, one per worker; cheap to clone.
 #[derive(Clone)]
 pub struct WorkerClient {
-    tx: mpsc::Sender<Call>,
+    lanes: Arc<[mpsc::Sender<Call>]>,
+    /// The worker the next call starts with (round robin).
+    next: Arc<AtomicUsize>,
     timeout: Duration,
 }
 
@@ -47,18 +97,29 @@ const QUEUE: usize = 4096;
 const MAX_BATCH_BYTES: usize = 64 * 1024;
 
 impl WorkerClient {
-    /// Starts the connection task. It connects on first use and reconnects after an
-    /// error; calls made while the worker is down fail at once.
-    pub fn new(socket: PathBuf, timeout: Duration) -> WorkerClient {
-        let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(connection_task(socket, rx));
-        WorkerClient { tx, timeout }
+    /// Starts one connection task per worker. Each connects on first use and
+    /// reconnects after an error; calls made while a worker is down fail at once there.
+    pub fn new(workers: Vec<WorkerAddr>, timeout: Duration) -> WorkerClient {
+        let lanes: Vec<mpsc::Sender<Call>> = workers
+            .into_iter()
+            .map(|addr| {
+                let (tx, rx) = mpsc::channel(QUEUE);
+                tokio::spawn(connection_task(addr, rx));
+                tx
+            })
+            .collect();
+        WorkerClient {
+            lanes: lanes.into(),
+            next: Arc::new(AtomicUsize::new(0)),
+            timeout,
+        }
     }
 
     /// Hands a payment to the worker.
     pub async fn submit(&self, id: Uuid, amount: Cents) -> Result<SubmitStatus, WorkerError> {
         match self.call(Request::Submit { id, amount }).await? {
             Reply::Submit(status) => Ok(status),
+            Reply::Failed(why) => Err(WorkerError::Failed(why)),
             Reply::Summary(_) | Reply::Purged | Reply::Text(_) => Err(WorkerError::Protocol),
         }
     }
@@ -66,6 +127,7 @@ impl WorkerClient {
     pub async fn summary(&self, q: SummaryQuery) -> Result<Summary, WorkerError> {
         match self.call(Request::Summary(q)).await? {
             Reply::Summary(s) => Ok(s),
+            Reply::Failed(why) => Err(WorkerError::Failed(why)),
             Reply::Submit(_) | Reply::Purged | Reply::Text(_) => Err(WorkerError::Protocol),
         }
     }
@@ -73,6 +135,7 @@ impl WorkerClient {
     pub async fn purge(&self) -> Result<(), WorkerError> {
         match self.call(Request::Purge).await? {
             Reply::Purged => Ok(()),
+            Reply::Failed(why) => Err(WorkerError::Failed(why)),
             Reply::Submit(_) | Reply::Summary(_) | Reply::Text(_) => Err(WorkerError::Protocol),
         }
     }
@@ -90,15 +153,34 @@ impl WorkerClient {
     async fn text(&self, req: Request) -> Result<String, WorkerError> {
         match self.call(req).await? {
             Reply::Text(t) => Ok(t),
+            Reply::Failed(why) => Err(WorkerError::Failed(why)),
             Reply::Submit(_) | Reply::Summary(_) | Reply::Purged => Err(WorkerError::Protocol),
         }
     }
 
-    /// Sends one request and waits for its reply.
+    /// Sends one request and waits for its reply, going round the workers until one
+    /// answers. Moving on after a timeout is safe only because several workers share a
+    /// ledger, which takes a payment once whichever worker is asked.
     async fn call(&self, req: Request) -> Result<Reply, WorkerError> {
+        let n = self.lanes.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut last = WorkerError::Unreachable;
+        for k in 0..n {
+            match self.call_one(&self.lanes[(start + k) % n], req).await {
+                Ok(r) => return Ok(r),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    async fn call_one(
+        &self,
+        lane: &mpsc::Sender<Call>,
+        req: Request,
+    ) -> Result<Reply, WorkerError> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Call { req, reply })
+        lane.send(Call { req, reply })
             .await
             .map_err(|_| WorkerError::Unreachable)?;
         match tokio::time::timeout(self.timeout, rx).await {
@@ -109,20 +191,41 @@ impl WorkerClient {
     }
 }
 
-async fn connection_task(socket: PathBuf, mut rx: mpsc::Receiver<Call>) {
+/// A connected worker socket.
+enum Stream {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+async fn connect(addr: &WorkerAddr) -> std::io::Result<Stream> {
+    Ok(match addr {
+        WorkerAddr::Unix(path) => Stream::Unix(UnixStream::connect(path).await?),
+        WorkerAddr::Tcp(a) => {
+            let s = TcpStream::connect(a).await?;
+            // Requests are a few dozen bytes: Nagle would hold them back.
+            s.set_nodelay(true)?;
+            Stream::Tcp(s)
+        }
+    })
+}
+
+async fn connection_task(addr: WorkerAddr, mut rx: mpsc::Receiver<Call>) {
     let mut logged_down = false;
     while let Some(first) = rx.recv().await {
-        match UnixStream::connect(&socket).await {
+        match connect(&addr).await {
             Ok(stream) => {
                 if logged_down {
-                    tracing::info!("worker reachable again");
+                    tracing::info!("worker {addr} reachable again");
                     logged_down = false;
                 }
-                session(Connection::new(stream), first, &mut rx).await;
+                match stream {
+                    Stream::Unix(s) => session(Connection::new(s), first, &mut rx).await,
+                    Stream::Tcp(s) => session(Connection::new(s), first, &mut rx).await,
+                }
             }
             Err(e) => {
                 if !logged_down {
-                    tracing::warn!("worker unreachable at {}: {e}", socket.display());
+                    tracing::warn!("worker unreachable at {addr}: {e}");
                     logged_down = true;
                 }
                 // Dropping the call's sender fails it; fail what is already queued too,
@@ -137,7 +240,10 @@ async fn connection_task(socket: PathBuf, mut rx: mpsc::Receiver<Call>) {
 /// Serves calls over one connection until it breaks. Calls in flight when it breaks
 /// fail (their senders drop): a payment may then have been accepted without the client
 /// knowing; a retry is answered as a duplicate, never counted twice.
-async fn session(mut conn: Connection<UnixStream>, first: Call, rx: &mut mpsc::Receiver<Call>) {
+async fn session<S>(mut conn: Connection<S>, first: Call, rx: &mut mpsc::Receiver<Call>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let mut pending: VecDeque<oneshot::Sender<Reply>> = VecDeque::new();
     let mut replies: Vec<Reply> = Vec::new();
     conn.queue(&first.req);

@@ -44,6 +44,9 @@ pub enum Reply {
     Purged,
     /// JSON for `Health`, Prometheus text for `Metrics`.
     Text(String),
+    /// The worker could not do what was asked (its ledger is unreachable); the api
+    /// answers 503 with this message.
+    Failed(String),
 }
 
 /// A message that travels as one frame. Implemented by [`Request`] (api → worker) and
@@ -69,6 +72,7 @@ const T_PURGE: u8 = 3;
 const T_HEALTH: u8 = 4;
 const T_METRICS: u8 = 5;
 const T_TEXT: u8 = 6;
+const T_FAILED: u8 = 7;
 
 fn begin(out: &mut Vec<u8>) -> usize {
     let at = out.len();
@@ -165,6 +169,10 @@ impl Message for Reply {
                 out.push(T_TEXT);
                 out.extend_from_slice(t.as_bytes());
             }
+            Reply::Failed(t) => {
+                out.push(T_FAILED);
+                out.extend_from_slice(t.as_bytes());
+            }
         }
         finish(out, at);
     }
@@ -192,11 +200,8 @@ impl Message for Reply {
                 })
             }
             T_PURGE => Reply::Purged,
-            T_TEXT => {
-                let text = std::str::from_utf8(r.0).map_err(|_| DecodeError::Malformed)?;
-                r.0 = &[];
-                Reply::Text(text.to_owned())
-            }
+            T_TEXT => Reply::Text(r.rest_utf8()?),
+            T_FAILED => Reply::Failed(r.rest_utf8()?),
             _ => return Err(DecodeError::Malformed),
         };
         r.end()?;
@@ -244,6 +249,13 @@ impl Reader<'_> {
             1 => Ok(Some(Micros(v))),
             _ => Err(DecodeError::Malformed),
         }
+    }
+
+    /// The rest of the payload as text.
+    fn rest_utf8(&mut self) -> Result<String, DecodeError> {
+        let text = std::str::from_utf8(self.0).map_err(|_| DecodeError::Malformed)?;
+        self.0 = &[];
+        Ok(text.to_owned())
     }
 
     fn end(&self) -> Result<(), DecodeError> {
@@ -295,6 +307,7 @@ mod tests {
             Reply::Summary(s),
             Reply::Purged,
             Reply::Text("{\"ok\":true}".into()),
+            Reply::Failed("down".into()),
         ] {
             let mut buf = Vec::new();
             r.encode(&mut buf);

@@ -6,6 +6,7 @@
 
 use crate::client::ClientConfig;
 use crate::engine::EngineConfig;
+use crate::ledger::PgConfig;
 use crate::log::LogConfig;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -51,9 +52,24 @@ fn log_defaults() -> LogConfig {
 /// Flags of `payroute worker`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
-    /// The Unix socket the api instances connect to.
+    /// Where the api instances connect: a Unix socket path, or HOST:PORT (TCP, for
+    /// workers on other hosts than their api instances).
     #[arg(long, env = "PAYROUTE_WORKER_SOCKET", default_value = DEFAULT_SOCKET)]
     pub socket: PathBuf,
+    /// A shared ledger instead of the local payment log: `postgres://USER@HOST:PORT/DB`.
+    /// Several workers (on several hosts) then share the payments, each owning some;
+    /// see README "Scaling out".
+    #[arg(long, env = "PAYROUTE_LEDGER", value_parser = ledger_url)]
+    pub ledger: Option<String>,
+    /// This worker's name in the shared ledger, for operators; a restart under the
+    /// same name lets the payments of its previous run be taken over at once.
+    #[arg(long, env = "PAYROUTE_WORKER_NAME", default_value = "worker")]
+    pub name: String,
+    /// With a shared ledger: a worker that has not renewed its lease for this many ms
+    /// loses its payments to the others.
+    #[arg(long, env = "PAYROUTE_LEASE_MS", default_value_t = 5_000,
+          value_parser = clap::value_parser!(u64).range(1_000..=600_000))]
+    pub lease_ms: u64,
     /// Base URL of the default (cheaper) processor.
     #[arg(long, env = "PAYROUTE_DEFAULT_URL", default_value = DEFAULT_DEFAULT_URL,
           value_parser = processor_url)]
@@ -165,6 +181,17 @@ fn processor_url(s: &str) -> Result<String, String> {
     Ok(s.trim_end_matches('/').to_string())
 }
 
+/// A PostgreSQL URL.
+fn ledger_url(s: &str) -> Result<String, String> {
+    if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "`{s}` is not a PostgreSQL URL (example: postgres://payroute@db:5432/payroute)"
+        ))
+    }
+}
+
 /// A count that must be at least 1 (0 would accept payments and never send them).
 fn at_least_one_usize(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
@@ -185,6 +212,8 @@ pub struct Config {
     /// The payment log; `None` keeps everything in memory only (tests).
     pub log: Option<LogConfig>,
     pub ack_after: AckAfter,
+    /// A shared PostgreSQL ledger instead of the log.
+    pub ledger: Option<PgConfig>,
 }
 
 impl Config {
@@ -200,6 +229,7 @@ impl Config {
             health_interval: DEFAULT_HEALTH_INTERVAL,
             log: None,
             ack_after: DEFAULT_ACK_AFTER,
+            ledger: None,
         }
     }
 
@@ -222,6 +252,12 @@ impl Config {
             (a.fsync_interval_ms > 0).then(|| Duration::from_millis(a.fsync_interval_ms));
         log.compact_min_records = a.compact_min_records;
         c.log = Some(log);
+        if let Some(url) = &a.ledger {
+            let mut pg = PgConfig::new(url, &a.name);
+            pg.lease = Duration::from_millis(a.lease_ms);
+            c.ledger = Some(pg);
+            c.log = None;
+        }
         c
     }
 }
@@ -252,6 +288,8 @@ mod tests {
             ("--fallback-url", "http://x:8002/payments"),
             ("--fallback-url", "not a url"),
             ("--ack-after", "never"),
+            ("--ledger", "mysql://x"),
+            ("--lease-ms", "10"),
         ] {
             let err = match Cli::try_parse_from(["worker", flag, value]) {
                 Ok(_) => panic!("{flag} {value} accepted"),

@@ -1,31 +1,72 @@
 //! The worker's side of the IPC: the api instances' connections, served on a thread
 //! of their own, each request answered from memory without waiting on anything.
 
-use crate::config::AckAfter;
+use crate::ledger::Ledger;
 use crate::observe;
 use crate::state::WorkerState;
 use ipc::{Connection, Reply, Request, SubmitStatus};
 use netio::CancellationToken;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{UnixListener, UnixStream};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+
+/// Where the worker listens for api connections: a Unix socket (api and worker on one
+/// host) or TCP (workers on other hosts).
+#[derive(Debug)]
+pub enum IpcListener {
+    Unix(UnixListener),
+    Tcp(TcpListener),
+}
+
+impl From<UnixListener> for IpcListener {
+    fn from(l: UnixListener) -> IpcListener {
+        IpcListener::Unix(l)
+    }
+}
+
+impl From<TcpListener> for IpcListener {
+    fn from(l: TcpListener) -> IpcListener {
+        IpcListener::Tcp(l)
+    }
+}
+
+/// A listener handed from one runtime to another (a tokio listener is tied to the
+/// runtime that registered it).
+enum StdListener {
+    Unix(std::os::unix::net::UnixListener),
+    Tcp(std::net::TcpListener),
+}
+
+impl StdListener {
+    fn of(l: IpcListener) -> std::io::Result<StdListener> {
+        Ok(match l {
+            IpcListener::Unix(l) => StdListener::Unix(l.into_std()?),
+            IpcListener::Tcp(l) => StdListener::Tcp(l.into_std()?),
+        })
+    }
+
+    fn register(self) -> std::io::Result<IpcListener> {
+        Ok(match self {
+            StdListener::Unix(l) => IpcListener::Unix(UnixListener::from_std(l)?),
+            StdListener::Tcp(l) => IpcListener::Tcp(TcpListener::from_std(l)?),
+        })
+    }
+}
 
 /// Runs the IPC accept loop and every api connection on a dedicated thread with its
 /// own single-threaded runtime, until `shutdown` is cancelled.
-pub(crate) fn spawn_ipc_thread(
-    listener: UnixListener,
-    state: Arc<WorkerState>,
+pub(crate) fn spawn_ipc_thread<L: Ledger>(
+    listener: IpcListener,
+    state: Arc<WorkerState<L>>,
     shutdown: CancellationToken,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    // A tokio listener is tied to the runtime that registered it: hand it over as a
-    // std listener and register it again on the new runtime.
-    let std_listener = listener.into_std()?;
+    let std_listener = StdListener::of(listener)?;
     let rt = netio::single_thread_runtime()?;
     std::thread::Builder::new()
         .name("payroute-ipc".into())
         .spawn(move || {
             rt.block_on(async move {
-                let listener = match UnixListener::from_std(std_listener) {
+                let listener = match std_listener.register() {
                     Ok(l) => l,
                     Err(e) => {
                         tracing::error!("cannot serve the worker socket: {e}");
@@ -34,28 +75,53 @@ pub(crate) fn spawn_ipc_thread(
                     }
                 };
                 loop {
-                    tokio::select! {
+                    let accepted = tokio::select! {
                         _ = shutdown.cancelled() => break,
-                        accepted = listener.accept() => match accepted {
-                            Ok((stream, _)) => {
-                                tokio::spawn(serve_ipc(stream, state.clone()));
-                            }
-                            Err(e) => {
-                                tracing::warn!("accept on the worker socket failed: {e}");
-                                tokio::time::sleep(Duration::from_millis(20)).await;
-                            }
-                        }
+                        a = accept(&listener) => a,
+                    };
+                    if let Err(e) = accepted.map(|conn| spawn_conn(conn, &state)) {
+                        tracing::warn!("accept on the worker socket failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
                     }
                 }
             })
         })
 }
 
+enum Stream {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+async fn accept(l: &IpcListener) -> std::io::Result<Stream> {
+    Ok(match l {
+        IpcListener::Unix(l) => Stream::Unix(l.accept().await?.0),
+        IpcListener::Tcp(l) => {
+            let (s, _) = l.accept().await?;
+            // Replies are a few bytes: Nagle would hold them back.
+            s.set_nodelay(true)?;
+            Stream::Tcp(s)
+        }
+    })
+}
+
+fn spawn_conn<L: Ledger>(conn: Stream, state: &Arc<WorkerState<L>>) {
+    match conn {
+        Stream::Unix(s) => tokio::spawn(serve_ipc(s, state.clone())),
+        Stream::Tcp(s) => tokio::spawn(serve_ipc(s, state.clone())),
+    };
+}
+
 /// Serves one api connection: requests in, replies out in the same order, every batch
-/// of pipelined requests answered with one write.
-async fn serve_ipc(stream: UnixStream, state: Arc<WorkerState>) {
+/// of pipelined requests answered with one write. Consecutive submits go to the ledger
+/// together (one durable write for all of them).
+async fn serve_ipc<L: Ledger, S>(stream: S, state: Arc<WorkerState<L>>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let mut conn = Connection::new(stream);
     let mut requests: Vec<Request> = Vec::new();
+    let mut submits: Vec<(uuid::Uuid, model::Cents)> = Vec::new();
     loop {
         if let Err(e) = conn.read_messages(&mut requests).await {
             if !matches!(e, ipc::ConnectionError::Closed) {
@@ -63,53 +129,62 @@ async fn serve_ipc(stream: UnixStream, state: Arc<WorkerState>) {
             }
             return;
         }
-        let mut accepted = 0usize;
-        let mut replies: Vec<Reply> = requests
-            .drain(..)
-            .map(|req| handle(&state, req, &mut accepted))
-            .collect();
-        if accepted > 0 {
-            state.wake.notify_one();
-            if state.ack == AckAfter::Fsync {
-                if let Err(e) = crate::dispatch::sync_log(&state).await {
-                    // Written but not known to be on disk: the client is told to retry
-                    // (a retry with the same correlationId gets the definitive answer).
-                    tracing::error!("syncing accepted payments failed: {e}");
-                    for r in &mut replies {
-                        if *r == Reply::Submit(SubmitStatus::Accepted) {
-                            *r = Reply::Submit(SubmitStatus::Unavailable);
-                        }
-                    }
-                }
+        for req in requests.drain(..) {
+            if let Request::Submit { id, amount } = req {
+                submits.push((id, amount));
+                continue;
             }
+            submit_group(&state, &mut submits, &mut conn).await;
+            conn.queue(&answer(&state, req).await);
         }
-        for r in &replies {
-            conn.queue(r);
-        }
+        submit_group(&state, &mut submits, &mut conn).await;
         if conn.flush().await.is_err() {
             return;
         }
     }
 }
 
-/// Answers one request from memory. `accepted` counts the payments accepted.
-fn handle(state: &WorkerState, req: Request, accepted: &mut usize) -> Reply {
+/// Hands the submits gathered so far to the ledger and queues their replies.
+async fn submit_group<L: Ledger, S>(
+    state: &WorkerState<L>,
+    submits: &mut Vec<(uuid::Uuid, model::Cents)>,
+    conn: &mut Connection<S>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    if submits.is_empty() {
+        return;
+    }
+    let statuses = state.ledger.submit(submits).await;
+    state.wake.notify_one();
+    for k in 0..submits.len() {
+        let status = statuses
+            .get(k)
+            .copied()
+            .unwrap_or(SubmitStatus::Unavailable);
+        conn.queue(&Reply::Submit(status));
+    }
+    submits.clear();
+}
+
+/// Answers a request other than a submit.
+async fn answer<L: Ledger>(state: &WorkerState<L>, req: Request) -> Reply {
     match req {
-        Request::Submit { id, amount } => {
-            let status = state.core().submit(id, amount, state.mono());
-            if status == SubmitStatus::Accepted {
-                *accepted += 1;
+        Request::Submit { .. } => Reply::Failed("a submit is answered in its group".into()),
+        Request::Summary(q) => match state.ledger.summary(q).await {
+            Ok(s) => Reply::Summary(s),
+            Err(e) => Reply::Failed(format!("the summary is unavailable: {e}")),
+        },
+        Request::Purge => match state.ledger.purge().await {
+            Ok(()) => {
+                tracing::info!("purged every payment");
+                Reply::Purged
             }
-            Reply::Submit(status)
-        }
-        Request::Summary(q) => Reply::Summary(state.core().engine.summary(&q)),
-        Request::Purge => {
-            if let Err(e) = state.core().purge(state.mono()) {
-                tracing::error!("emptying the payment log failed: {e}");
+            Err(e) => {
+                tracing::error!("purge failed: {e}");
+                Reply::Failed(format!("the purge failed: {e}"))
             }
-            tracing::info!("purged every payment");
-            Reply::Purged
-        }
+        },
         Request::Health => Reply::Text(observe::health_json(state)),
         Request::Metrics => Reply::Text(observe::metrics_text(state)),
     }

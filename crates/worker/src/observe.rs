@@ -2,14 +2,27 @@
 //! text, both read from the engine's counters and views.
 
 use crate::engine;
+use crate::ledger::Ledger;
 use crate::state::WorkerState;
 use model::metrics::Exposition;
 use model::Processor;
 
-pub(crate) fn health_json(state: &WorkerState) -> String {
-    let c = state.core();
-    let e = &c.engine;
-    let now = state.mono();
+pub(crate) fn health_json<L: Ledger>(state: &WorkerState<L>) -> String {
+    let problem = state.ledger.problem();
+    let ledger = state.ledger.health_json();
+    let uptime = state.ledger.clock().uptime_secs();
+    state
+        .ledger
+        .with_engine(|e| engine_health(e, state.mono(), problem, ledger, uptime))
+}
+
+fn engine_health(
+    e: &engine::Engine,
+    now: model::Mono,
+    problem: Option<String>,
+    ledger: serde_json::Value,
+    uptime: u64,
+) -> String {
     let view = |p: Processor| {
         let v = e.view(p);
         serde_json::json!({
@@ -26,12 +39,16 @@ pub(crate) fn health_json(state: &WorkerState) -> String {
     };
     let unknown = e.unknown_fates(now);
     let (held, oldest_held) = e.held(now);
-    let log_ok = c.journal_health() == crate::core::JournalHealth::Ok;
     let parked = e.parked().len();
     let c = &e.counters;
+    let status = match problem {
+        None => "ok".to_string(),
+        Some(p) => format!("degraded: {p}"),
+    };
     serde_json::json!({
-        "status": if log_ok { "ok" } else { "degraded: the payment log cannot be written; payments are refused" },
-        "uptime_s": state.started.elapsed().as_secs(),
+        "status": status,
+        "uptime_s": uptime,
+        "ledger": ledger,
         "queue_depth": e.queue_depth(),
         "in_flight": e.in_flight(),
         "accepted": c.accepted,
@@ -47,12 +64,30 @@ pub(crate) fn health_json(state: &WorkerState) -> String {
     .to_string()
 }
 
-pub(crate) fn metrics_text(state: &WorkerState) -> String {
-    let core = state.core();
-    let e = &core.engine;
+pub(crate) fn metrics_text<L: Ledger>(state: &WorkerState<L>) -> String {
     let now = state.mono();
-    let c = e.counters.clone();
     let mut x = Exposition::new();
+    state.ledger.with_engine(|e| engine_metrics(e, now, &mut x));
+    state.ledger.metrics(&mut x);
+    x.family(
+        "payroute_processor_request_duration_seconds",
+        "histogram",
+        "Duration of payment requests to processors.",
+    );
+    if let Ok(h) = state.latency.lock() {
+        for p in Processor::ALL {
+            x.histogram(
+                "payroute_processor_request_duration_seconds",
+                &format!("processor=\"{}\"", p.name()),
+                &h[p.index()],
+            );
+        }
+    }
+    x.finish()
+}
+
+fn engine_metrics(e: &engine::Engine, now: model::Mono, x: &mut Exposition) {
+    let c = e.counters.clone();
     x.family(
         "payroute_payments_accepted_total",
         "counter",
@@ -223,38 +258,4 @@ pub(crate) fn metrics_text(state: &WorkerState) -> String {
         "correlationIds forgotten after the de-duplication retention.",
     )
     .sample("payroute_ids_forgotten_total", "", c.forgotten as f64);
-    x.family(
-        "payroute_log_write_errors_total",
-        "counter",
-        "Failed writes of the payment log (each refused or held back what it carried).",
-    )
-    .sample(
-        "payroute_log_write_errors_total",
-        "",
-        core.write_errors as f64,
-    );
-    if let Some(log) = &core.journal {
-        x.family(
-            "payroute_log_records",
-            "gauge",
-            "Records in the payment log.",
-        )
-        .sample("payroute_log_records", "", log.records() as f64);
-    }
-    drop(core);
-    x.family(
-        "payroute_processor_request_duration_seconds",
-        "histogram",
-        "Duration of payment requests to processors.",
-    );
-    if let Ok(h) = state.latency.lock() {
-        for p in Processor::ALL {
-            x.histogram(
-                "payroute_processor_request_duration_seconds",
-                &format!("processor=\"{}\"", p.name()),
-                &h[p.index()],
-            );
-        }
-    }
-    x.finish()
 }

@@ -239,6 +239,49 @@ impl Engine {
         SubmitStatus::Accepted
     }
 
+    /// Takes a payment the shared ledger has just made this worker's (its duplicate
+    /// check is the ledger's): queued like a submit, whatever the engine remembered of
+    /// the id. Returns false when it was already pending here.
+    pub fn adopt(&mut self, id: Uuid, amount: Cents, now: Mono) -> bool {
+        if self.pending.contains_key(&id) {
+            return false;
+        }
+        self.parked.remove(&id);
+        self.known.insert(id, Known::pending(amount));
+        self.pending.insert(
+            id,
+            Entry {
+                amount,
+                accepted: now,
+                seq: self.next_seq,
+                at: Default::default(),
+                tries: 0,
+            },
+        );
+        self.next_seq += 1;
+        self.ready.push_back(id);
+        self.counters.accepted += 1;
+        true
+    }
+
+    /// Drops a payment this worker no longer owns (the shared ledger refused its send:
+    /// another worker took it over, or it was purged): its attempt, if `attempt` is
+    /// one just taken for it, is dropped too, and nothing of it stays here. Its owner
+    /// resolves it; a late answer for it is ignored.
+    pub fn forget(&mut self, id: &Uuid, attempt: Option<AttemptId>) {
+        if let Some(a) = attempt {
+            self.finish(a);
+        }
+        if self.pending.remove(id).is_some() {
+            self.known.remove(id);
+            self.ready.retain(|x| x != id);
+            for q in &mut self.pinned {
+                q.retain(|(_, x)| x != id);
+            }
+            self.counters.forgotten += 1;
+        }
+    }
+
     /// Forgets the correlationIds of payments finished longer ago than the retention
     /// (or beyond the cap), with their parked records.
     fn forget_expired(&mut self, now: Mono) {
