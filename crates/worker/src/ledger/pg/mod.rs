@@ -122,7 +122,8 @@ impl PgLedger {
     ) -> Result<PgLedger, LedgerError> {
         let setup = db::connect(&cfg.url, "setup").await?;
         setup
-            .batch_execute("SELECT pg_advisory_lock(72737001); ")
+            // Quiet: "relation already exists, skipping" is the normal case.
+            .batch_execute("SET client_min_messages = warning; SELECT pg_advisory_lock(72737001);")
             .await
             .map_err(err("locking the schema"))?;
         let created = setup.batch_execute(schema::DDL).await;
