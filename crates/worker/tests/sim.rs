@@ -17,6 +17,9 @@
 //! `SIM_SEEDS=N` runs N seeds (default 2000); `SIM_SEED=S` runs only seed S:
 //! `SIM_SEED=S cargo test -p worker --test sim -- --nocapture`.
 
+mod common;
+
+use common::Rng;
 use model::{Cents, Micros, Mono, Processor, SummaryQuery};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -27,25 +30,6 @@ use worker::engine::{
     StoredCopy,
 };
 use worker::log::{restore, snapshot, Record};
-
-/// splitmix64: small, fast, good enough to explore schedules.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn chance(&mut self, per_mille: u64) -> bool {
-        self.below(1000) < per_mille
-    }
-}
 
 const MS: i64 = 1000;
 /// The wall clock at the simulation's start (it may jump later).
@@ -899,44 +883,15 @@ fn a_seed_replays_exactly() {
 
 #[test]
 fn seeded_simulation() {
-    let seeds: Vec<u64> = match std::env::var("SIM_SEED") {
-        Ok(s) => vec![s.parse().expect("SIM_SEED must be a number")],
-        Err(_) => {
-            let n: u64 = std::env::var("SIM_SEEDS")
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(2000);
-            (1..=n).collect()
-        }
-    };
     let mut all = Totals::default();
-    for &seed in &seeds {
-        let r = std::panic::catch_unwind(|| simulate(seed));
-        match r {
-            Ok(t) => {
-                all.payments += t.payments;
-                all.crashes += t.crashes;
-                all.power_losses += t.power_losses;
-                all.parked += t.parked;
-            }
-            Err(e) => {
-                let msg = e
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default();
-                panic!(
-                    "seed {seed} failed: {msg}\nreproduce with: SIM_SEED={seed} cargo test -p worker --test sim -- --nocapture"
-                );
-            }
-        }
-    }
+    let seeds = common::run_seeds("sim", 2000, simulate, |t| {
+        all.payments += t.payments;
+        all.crashes += t.crashes;
+        all.power_losses += t.power_losses;
+        all.parked += t.parked;
+    });
     println!(
-        "simulated {} seeds: {} payments, {} process crashes, {} power losses, {} parked, 0 violations",
-        seeds.len(),
-        all.payments,
-        all.crashes,
-        all.power_losses,
-        all.parked
+        "simulated {seeds} seeds: {} payments, {} process crashes, {} power losses, {} parked, 0 violations",
+        all.payments, all.crashes, all.power_losses, all.parked
     );
 }
