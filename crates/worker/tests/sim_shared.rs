@@ -280,10 +280,7 @@ impl World {
         }
         let (now, wall) = (self.now, self.wall());
         let mut sends = Vec::new();
-        loop {
-            let Some(a) = self.workers[w].engine.next_action(now, wall) else {
-                break;
-            };
+        while let Some(a) = self.workers[w].engine.next_action(now, wall) {
             match a {
                 Action::Send {
                     attempt,
@@ -526,11 +523,14 @@ impl World {
         let proc = &mut self.procs[p.index()];
         let result = if proc.failing {
             SendResult::Failed
-        } else if proc.stored.contains_key(&id) {
-            SendResult::AlreadyStored
         } else {
-            proc.stored.insert(id, (at, amount));
-            SendResult::Stored
+            match proc.stored.entry(id) {
+                std::collections::hash_map::Entry::Occupied(_) => SendResult::AlreadyStored,
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert((at, amount));
+                    SendResult::Stored
+                }
+            }
         };
         if answer {
             self.after(
