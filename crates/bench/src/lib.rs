@@ -18,7 +18,8 @@
 //!   by URL.
 //! - [`thresholds`], [`exit`]: what a run must meet, and how the bench ends (k6's
 //!   exit codes).
-//! - [`topology`]: starting and stopping what the bench runs against.
+//! - [`topology`]: starting and stopping what the bench runs against; [`fdlimit`]:
+//!   the open-files limit that one connection per VU needs.
 //! - [`report`], [`progress`], [`outputs`]: what the user sees and the files a run
 //!   leaves; [`provenance`]: the commit and the machine a run's figures come from.
 //!
@@ -30,6 +31,7 @@ pub mod args;
 pub mod checker;
 pub mod exit;
 pub mod families;
+pub mod fdlimit;
 pub mod http;
 pub mod js;
 pub mod outputs;
@@ -99,9 +101,28 @@ fn check_usage(args: &Args) -> Result<(), BadUsage> {
     Ok(())
 }
 
+/// The most VUs any run of the session has.
+fn most_vus(args: &Args) -> u32 {
+    let scenarios = if args.scenarios.is_empty() {
+        std::slice::from_ref(&args.scenario)
+    } else {
+        &args.scenarios[..]
+    };
+    scenarios
+        .iter()
+        .map(|s| args.max_requests.unwrap_or(s.default_max_requests()))
+        .max()
+        .unwrap_or(1)
+}
+
 /// Every run; the thresholds crossed, as sentences (empty when all passed).
 fn checked_run(args: Args) -> anyhow::Result<Vec<String>> {
     check_usage(&args)?;
+    // Before anything starts: the processes the bench starts inherit the limit.
+    let open_files = fdlimit::raise(most_vus(&args));
+    if let Some(text) = open_files.describe() {
+        eprintln!("payroute bench: {text}");
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(BENCH_THREADS)
         .enable_all()
