@@ -7,7 +7,7 @@ use crate::exit::{BadUsage, Interrupted};
 use crate::report::{self, RunOutput};
 use crate::runner::{self, RunSettings};
 use crate::scenario::{Plan, Scenario};
-use crate::topology::{ProcUsage, Topology, TopologyConfig};
+use crate::topology::{Backend, ProcUsage, Topology, TopologyConfig};
 use crate::{http, outputs, provenance, ready, thresholds};
 use anyhow::Context;
 use std::path::{Path, PathBuf};
@@ -190,7 +190,10 @@ impl Session {
 fn topology_config(args: &Args, scenario: Scenario, exe: &Path, dir: &Path) -> TopologyConfig {
     TopologyConfig {
         exe: exe.to_path_buf(),
-        backend: args.backend.clone(),
+        backend: args
+            .backend
+            .clone()
+            .map_or(Backend::Payroute, Backend::Given),
         default: args.default.clone(),
         fallback: args.fallback.clone(),
         fees: scenario.fees(),
