@@ -155,6 +155,13 @@ pub struct Args {
     #[arg(long, env = "PAYROUTE_BENCH_REQUIRE_LIMITS")]
     pub require_limits: bool,
 
+    /// Also run the same test against the floor, a backend that does nothing (nginx,
+    /// started by the bench, answering at once), and report the p99 and the CPU per
+    /// accepted payment as ratios to it. Needs nginx installed
+    /// (scripts/install-deps.sh). The floor's own files go to floor/ under --out.
+    #[arg(long, env = "PAYROUTE_BENCH_FLOOR")]
+    pub floor: bool,
+
     /// Do not sample the backend's /health for the report (never counted in the p99).
     #[arg(long)]
     pub no_health: bool,
@@ -190,6 +197,7 @@ impl Default for Args {
             max_failed: None,
             max_lag: None,
             require_limits: false,
+            floor: false,
             no_health: false,
             no_progress: false,
         }

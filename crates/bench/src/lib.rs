@@ -20,6 +20,8 @@
 //!   exit codes).
 //! - [`topology`]: starting and stopping what the bench runs against; [`fdlimit`]:
 //!   the open-files limit that one connection per VU needs.
+//! - [`floor`]: the backend's p99 and CPU per payment as ratios to the floor's (the
+//!   same test against nginx answering at once).
 //! - [`report`], [`progress`], [`outputs`]: what the user sees and the files a run
 //!   leaves; [`provenance`]: the commit and the machine a run's figures come from.
 //!
@@ -32,6 +34,7 @@ pub mod checker;
 pub mod exit;
 pub mod families;
 pub mod fdlimit;
+pub mod floor;
 pub mod http;
 pub mod js;
 pub mod outputs;
@@ -96,6 +99,13 @@ fn check_usage(args: &Args) -> Result<(), BadUsage> {
     if args.require_limits && args.limits == launcher::Limits::Off {
         return Err(BadUsage(
             "--require-limits cannot be met with --limits off".into(),
+        ));
+    }
+    if args.floor && topology::nginx::find().is_none() {
+        return Err(BadUsage(
+            "--floor: nginx is not installed (looked in PATH, /usr/sbin, /sbin and /usr/local/sbin); \
+             install Debian's package with scripts/install-deps.sh, or run without --floor"
+                .into(),
         ));
     }
     Ok(())

@@ -55,6 +55,7 @@ pub fn bench_json(o: &RunOutput, series: &report::TimeSeries) -> serde_json::Val
         "command": o.command,
         "provenance": o.provenance,
         "thresholds": o.judgement,
+        "floor": o.floor,
         "figures": figures,
         "inputs": d.inputs,
         "score": d.score,

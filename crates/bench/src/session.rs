@@ -4,10 +4,11 @@
 
 use crate::args::Args;
 use crate::exit::{BadUsage, Interrupted};
+use crate::floor::{micros, Comparison, Side};
 use crate::report::{self, RunOutput};
 use crate::runner::{self, RunSettings};
 use crate::scenario::{Plan, Scenario};
-use crate::topology::{Backend, ProcUsage, Topology, TopologyConfig};
+use crate::topology::{nginx, Backend, ProcUsage, Topology, TopologyConfig};
 use crate::{http, outputs, provenance, ready, thresholds};
 use anyhow::Context;
 use std::path::{Path, PathBuf};
@@ -40,6 +41,8 @@ struct Session {
     exe: PathBuf,
     command: String,
     cancel: CancellationToken,
+    /// nginx, with `--floor`.
+    nginx: Option<PathBuf>,
 }
 
 /// What the runs of one scenario left.
@@ -57,16 +60,20 @@ pub async fn run_all(args: Args) -> anyhow::Result<Vec<String>> {
     let exe = std::env::current_exe().context("locating the payroute executable")?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
+    let nginx = match args.floor {
+        true => Some(nginx::find().context("--floor: nginx is not installed")?),
+        false => None,
+    };
     let session = Session {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         args,
         exe,
         cancel,
+        nginx,
     };
     if session.args.scenarios.is_empty() {
-        let done = session
-            .scenario(session.args.scenario, &session.args.out)
-            .await?;
+        let plan = session.plan(session.args.scenario, session.args.max_requests);
+        let done = session.scenario(&plan, &session.args.out).await?;
         return Ok(done.crossed);
     }
     session.matrix().await
@@ -78,7 +85,8 @@ impl Session {
         let out = &self.args.out;
         let (mut rows, mut crossed) = (Vec::new(), Vec::new());
         for &scenario in &self.args.scenarios {
-            let done = self.scenario(scenario, &out.join(scenario.name())).await?;
+            let plan = self.plan(scenario, self.args.max_requests);
+            let done = self.scenario(&plan, &out.join(scenario.name())).await?;
             rows.push(report::matrix_row(scenario, &done.figures));
             crossed.extend(done.crossed);
         }
@@ -103,15 +111,22 @@ impl Session {
         Ok(crossed)
     }
 
-    /// `--runs` runs of `scenario`, their files in `out` (`run-K/` for several).
-    async fn scenario(&self, scenario: Scenario, out: &Path) -> anyhow::Result<ScenarioRuns> {
-        let args = &self.args;
-        let plan = Plan::for_run(
-            scenario,
-            args.duration.map(Duration::from_secs_f64),
-            args.max_requests,
-            args.seed,
-        );
+    /// The plan of `scenario` with `max_vus` VUs (its own when `None`), at the flags'
+    /// duration and seed.
+    fn plan(&self, scenario: Scenario, max_vus: Option<u32>) -> Plan {
+        let duration = self.args.duration.map(Duration::from_secs_f64);
+        Plan::for_run(scenario, duration, max_vus, self.args.seed)
+    }
+
+    /// `--runs` runs of `plan`, their files in `out` (`run-K/` for several); first,
+    /// with `--floor`, the floor's run of the same plan (in `out/floor/`), which every
+    /// run is compared with.
+    async fn scenario(&self, plan: &Plan, out: &Path) -> anyhow::Result<ScenarioRuns> {
+        let (args, scenario) = (&self.args, plan.scenario);
+        let floor = match &self.nginx {
+            Some(nginx) => Some(self.floor(plan, nginx, &out.join("floor")).await?),
+            None => None,
+        };
         let mut done = ScenarioRuns {
             figures: Vec::new(),
             crossed: Vec::new(),
@@ -124,7 +139,12 @@ impl Session {
                 (out.join(format!("run-{k}")), label)
             };
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            let o = self.one_run(&plan, &dir, &label).await?;
+            let backend = args
+                .backend
+                .clone()
+                .map_or(Backend::Payroute, Backend::Given);
+            let mut o = self.one_run(plan, &dir, &label, backend).await?;
+            o.floor = floor.map(|f| Comparison::new(Side::of(&o), f));
             outputs::write(&o, &dir)?;
             println!("{}", report::summary_text(&o));
             println!(
@@ -151,11 +171,46 @@ impl Session {
         Ok(done)
     }
 
-    /// One run: starts what the flags ask for, waits for a given backend, runs the
-    /// test against it, stops it, judges it.
-    async fn one_run(&self, plan: &Plan, dir: &Path, label: &str) -> anyhow::Result<RunOutput> {
+    /// The floor's run of `plan` (nginx, `program`), its files in `dir`: its figures.
+    async fn floor(&self, plan: &Plan, program: &Path, dir: &Path) -> anyhow::Result<Side> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let backend = Backend::Floor {
+            nginx: program.to_path_buf(),
+            vus: plan.max_vus,
+        };
+        let label = format!("{} floor", plan.scenario.name());
+        let o = self.one_run(plan, dir, &label, backend).await?;
+        outputs::write(&o, dir)?;
+        let side = Side::of(&o);
+        println!(
+            "floor (nginx answering at once, {} VUs): p99 {:.2} ms over {} requests; nginx CPU {} during the test, {} per accepted payment\n  files: {}\n",
+            plan.max_vus,
+            side.p99_ms,
+            o.data.p99_sample_size,
+            side.cpu_seconds.map_or("n/a".into(), |c| format!("{c:.3} s")),
+            micros(side.cpu_us_per_payment),
+            dir.display()
+        );
+        for e in &o.events {
+            println!("  !!! {}", e.lines().next().unwrap_or(""));
+        }
+        Ok(side)
+    }
+
+    /// One run against `backend`: starts what it needs, waits for a given backend,
+    /// runs the test against it, stops it, judges it (the floor against no threshold:
+    /// its lag is every payment, by design).
+    async fn one_run(
+        &self,
+        plan: &Plan,
+        dir: &Path,
+        label: &str,
+        backend: Backend,
+    ) -> anyhow::Result<RunOutput> {
         let (args, cancel) = (&self.args, &self.cancel);
-        let cfg = topology_config(args, plan.scenario, &self.exe, dir);
+        let is_floor = matches!(backend, Backend::Floor { .. });
+        let given = matches!(backend, Backend::Given(_));
+        let cfg = topology_config(args, backend, plan.scenario, &self.exe, dir);
         let topo = tokio::task::spawn_blocking(move || Topology::start(&cfg))
             .await
             .context("starting the processes")??;
@@ -163,8 +218,11 @@ impl Session {
         if cancel.is_cancelled() {
             return Err(Interrupted.into());
         }
-        let settings = run_settings(args, plan, &topo, label)?;
-        if args.backend.is_some() {
+        let mut settings = run_settings(args, plan, &topo, label)?;
+        if is_floor {
+            settings.participant = "floor".into();
+        }
+        if given {
             ready::wait_for_backend(&settings.backend, args.patience(), cancel).await?;
         }
         let sampled = (topo.started_payroute || !topo.usage().is_empty()).then(|| topo.clone());
@@ -173,7 +231,11 @@ impl Session {
         // Stop everything now, whatever happened (the Drop guard covers panics).
         let usage = stop(&topo).await;
         let data = result?;
-        let judgement = thresholds::judgement(&args.thresholds(), &data, &topo.limits);
+        let thresholds = match is_floor {
+            true => thresholds::Thresholds::default(),
+            false => args.thresholds(),
+        };
+        let judgement = thresholds::judgement(&thresholds, &data, &topo.limits);
         Ok(RunOutput {
             data,
             usage,
@@ -182,18 +244,22 @@ impl Session {
             command: self.command.clone(),
             provenance: provenance(),
             judgement,
+            floor: None,
         })
     }
 }
 
-/// What to start for a run whose files go to `dir`.
-fn topology_config(args: &Args, scenario: Scenario, exe: &Path, dir: &Path) -> TopologyConfig {
+/// What to start for a run against `backend` whose files go to `dir`.
+fn topology_config(
+    args: &Args,
+    backend: Backend,
+    scenario: Scenario,
+    exe: &Path,
+    dir: &Path,
+) -> TopologyConfig {
     TopologyConfig {
         exe: exe.to_path_buf(),
-        backend: args
-            .backend
-            .clone()
-            .map_or(Backend::Payroute, Backend::Given),
+        backend,
         default: args.default.clone(),
         fallback: args.fallback.clone(),
         fees: scenario.fees(),

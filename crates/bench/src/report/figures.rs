@@ -69,6 +69,13 @@ pub(super) fn cpu_during_test(o: &RunOutput, p: &ProcUsage) -> f64 {
     (p.cpu_seconds - before).max(0.0)
 }
 
+/// CPU seconds the backend's own processes (everything the bench started but the
+/// emulated processors) used during the test; `None` when it started none of them.
+pub fn backend_cpu_during_test(o: &RunOutput) -> Option<f64> {
+    let mine: Vec<&ProcUsage> = o.usage.iter().filter(|p| is_backend(&p.name)).collect();
+    (!mine.is_empty()).then(|| mine.iter().map(|p| cpu_during_test(o, p)).sum())
+}
+
 /// `|backend.default - default| + |backend.fallback - fallback|` in payments, between
 /// the backend's own summary and the processors' books over the teardown window, read
 /// right after the teardown; `None` when the backend's summary could not be read.
@@ -155,6 +162,9 @@ pub fn figures(o: &RunOutput) -> Vec<(String, f64)> {
     }
     for p in &o.usage {
         v.extend(process_figures(o, p));
+    }
+    if let Some(c) = &o.floor {
+        v.extend(c.figures());
     }
     v
 }

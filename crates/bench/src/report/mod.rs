@@ -32,8 +32,8 @@ mod text;
 mod timeseries;
 
 pub use figures::{
-    backend_peak_cores, end_audit_difference, fallback_share, fee_mismatch, figures, peak_cores,
-    percent_of_ceiling, run_ceiling,
+    backend_cpu_during_test, backend_peak_cores, end_audit_difference, fallback_share,
+    fee_mismatch, figures, peak_cores, percent_of_ceiling, run_ceiling,
 };
 pub use html::{html, CHECK_SCRIPT};
 pub use matrix::{matrix_json, matrix_row, matrix_text, MatrixRow};
@@ -41,6 +41,7 @@ pub use runs::{aggregate, median};
 pub use text::summary_text;
 pub use timeseries::{timeseries, TimeSeries, FIXED_COLUMNS, PROCESS_COLUMNS};
 
+use crate::floor::Comparison;
 use crate::provenance::Provenance;
 use crate::runner::RunData;
 use crate::thresholds::Judgement;
@@ -60,6 +61,8 @@ pub struct RunOutput {
     pub provenance: Provenance,
     /// The thresholds checked and those crossed.
     pub judgement: Judgement,
+    /// This run against the floor, with `--floor`.
+    pub floor: Option<Comparison>,
 }
 
 #[cfg(test)]
