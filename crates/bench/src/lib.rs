@@ -13,7 +13,8 @@
 //! - [`checker`]: the consistency checker's arithmetic.
 //! - [`http`], [`recorder`]: k6's way of sending and timing requests (`http` records
 //!   each request's [`recorder::Sample`] into the recorder).
-//! - [`session`]: every run asked for, one after the other; [`runner`]: one run
+//! - [`session`]: every run asked for, one after the other; [`ladder`]: the load
+//!   ladder's rungs and its table's rows; [`runner`]: one run
 //!   (setup, VUs, checker, stages, teardown); [`ready`]: waiting for a backend given
 //!   by URL.
 //! - [`thresholds`], [`exit`]: what a run must meet, and how the bench ends (k6's
@@ -37,6 +38,7 @@ pub mod fdlimit;
 pub mod floor;
 pub mod http;
 pub mod js;
+pub mod ladder;
 pub mod outputs;
 pub mod progress;
 pub mod provenance;
@@ -101,6 +103,9 @@ fn check_usage(args: &Args) -> Result<(), BadUsage> {
             "--require-limits cannot be met with --limits off".into(),
         ));
     }
+    if let Err(why) = ladder::check(&args.ladder) {
+        return Err(BadUsage(format!("--ladder: {why}")));
+    }
     if args.floor && topology::nginx::find().is_none() {
         return Err(BadUsage(
             "--floor: nginx is not installed (looked in PATH, /usr/sbin, /sbin and /usr/local/sbin); \
@@ -113,16 +118,22 @@ fn check_usage(args: &Args) -> Result<(), BadUsage> {
 
 /// The most VUs any run of the session has.
 fn most_vus(args: &Args) -> u32 {
+    let scenario = args.chosen_scenario();
     let scenarios = if args.scenarios.is_empty() {
-        std::slice::from_ref(&args.scenario)
+        std::slice::from_ref(&scenario)
     } else {
         &args.scenarios[..]
     };
-    scenarios
+    let base = scenarios
         .iter()
         .map(|s| args.max_requests.unwrap_or(s.default_max_requests()))
         .max()
-        .unwrap_or(1)
+        .unwrap_or(1);
+    ladder::rungs(base, &args.ladder)
+        .iter()
+        .map(|r| r.vus)
+        .max()
+        .unwrap_or(base)
 }
 
 /// Every run; the thresholds crossed, as sentences (empty when all passed).
@@ -138,7 +149,7 @@ fn checked_run(args: Args) -> anyhow::Result<Vec<String>> {
         .enable_all()
         .build()
         .context("starting the bench's runtime")?;
-    rt.block_on(session::run_all(args))
+    rt.block_on(session::run_all(args, open_files))
 }
 
 #[cfg(test)]

@@ -60,6 +60,7 @@ pub fn bench_json(o: &RunOutput, series: &report::TimeSeries) -> serde_json::Val
         "inputs": d.inputs,
         "score": d.score,
         "processes": usage,
+        "process_events": o.event_counts,
         "checks": d.checks,
         "stages": d.stages,
         "timeseries": series.json(),

@@ -4,7 +4,9 @@
 
 use crate::args::Args;
 use crate::exit::{BadUsage, Interrupted};
+use crate::fdlimit::OpenFiles;
 use crate::floor::{micros, Comparison, Side};
+use crate::ladder::{self, Ladder};
 use crate::report::{self, RunOutput};
 use crate::runner::{self, RunSettings};
 use crate::scenario::{Plan, Scenario};
@@ -47,14 +49,18 @@ struct Session {
 
 /// What the runs of one scenario left.
 pub struct ScenarioRuns {
-    /// Every figure of each run (see [`report::figures`]).
+    /// Every figure of each run (see [`report::figures`] and
+    /// [`ladder::extra_figures`]).
     pub figures: Vec<Vec<(String, f64)>>,
+    /// What the last run says of the limits.
+    pub limits: String,
     /// The thresholds they crossed, each sentence led by the run's label.
     pub crossed: Vec<String>,
 }
 
 /// Runs everything `args` asks for; the thresholds crossed, as sentences.
-pub async fn run_all(args: Args) -> anyhow::Result<Vec<String>> {
+/// `open_files`: the bench's open-files limit, for the ladder's table.
+pub async fn run_all(args: Args, open_files: OpenFiles) -> anyhow::Result<Vec<String>> {
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone());
     let exe = std::env::current_exe().context("locating the payroute executable")?;
@@ -71,9 +77,15 @@ pub async fn run_all(args: Args) -> anyhow::Result<Vec<String>> {
         cancel,
         nginx,
     };
+    if !session.args.ladder.is_empty() {
+        return session.ladder(open_files).await;
+    }
     if session.args.scenarios.is_empty() {
-        let plan = session.plan(session.args.scenario, session.args.max_requests);
-        let done = session.scenario(&plan, &session.args.out).await?;
+        let scenario = session.args.chosen_scenario();
+        let plan = session.plan(scenario, session.args.max_requests);
+        let done = session
+            .scenario(&plan, scenario.name(), &session.args.out)
+            .await?;
         return Ok(done.crossed);
     }
     session.matrix().await
@@ -86,7 +98,9 @@ impl Session {
         let (mut rows, mut crossed) = (Vec::new(), Vec::new());
         for &scenario in &self.args.scenarios {
             let plan = self.plan(scenario, self.args.max_requests);
-            let done = self.scenario(&plan, &out.join(scenario.name())).await?;
+            let done = self
+                .scenario(&plan, scenario.name(), &out.join(scenario.name()))
+                .await?;
             rows.push(report::matrix_row(scenario, &done.figures));
             crossed.extend(done.crossed);
         }
@@ -118,10 +132,53 @@ impl Session {
         Plan::for_run(scenario, duration, max_vus, self.args.seed)
     }
 
-    /// `--runs` runs of `plan`, their files in `out` (`run-K/` for several); first,
-    /// with `--floor`, the floor's run of the same plan (in `out/floor/`), which every
-    /// run is compared with.
-    async fn scenario(&self, plan: &Plan, out: &Path) -> anyhow::Result<ScenarioRuns> {
+    /// `--ladder`: each rung of the scenario in `out/rung-Nx/`, one after the other,
+    /// then the table of them all (`ladder.txt`, `ladder.json`, `ladder.html`).
+    async fn ladder(&self, open_files: OpenFiles) -> anyhow::Result<Vec<String>> {
+        let (args, out) = (&self.args, &self.args.out);
+        let scenario = args.chosen_scenario();
+        let base_vus = args.max_requests.unwrap_or(scenario.default_max_requests());
+        let (mut rows, mut crossed) = (Vec::new(), Vec::new());
+        let mut duration_seconds = 0.0;
+        for rung in ladder::rungs(base_vus, &args.ladder) {
+            let plan = self.plan(scenario, Some(rung.vus));
+            duration_seconds = plan.duration.as_secs_f64();
+            println!("load ladder: rung {} ({} VUs)\n", rung.name(), rung.vus);
+            let name = format!("{} {}", scenario.name(), rung.name());
+            let done = self.scenario(&plan, &name, &out.join(rung.dir())).await?;
+            rows.push(ladder::row(&rung, &done.figures, done.limits));
+            crossed.extend(done.crossed);
+        }
+        let table = Ladder {
+            scenario,
+            base_vus,
+            duration_seconds,
+            open_files,
+            floor_note: (!args.floor).then(|| ladder::no_floor_note(nginx::find().is_some())),
+            rows,
+        };
+        let text = report::ladder_text(&table);
+        for (name, body) in [
+            ("ladder.txt", text.clone()),
+            ("ladder.json", report::ladder_json(&table)),
+            ("ladder.html", report::ladder_html(&table)),
+        ] {
+            let path = out.join(name);
+            std::fs::write(&path, body).with_context(|| format!("writing {}", path.display()))?;
+        }
+        println!(
+            "{text}  files: {}, {}, {}",
+            out.join("ladder.txt").display(),
+            out.join("ladder.json").display(),
+            out.join("ladder.html").display()
+        );
+        Ok(crossed)
+    }
+
+    /// `--runs` runs of `plan`, named `name` (the scenario, and the rung in a ladder),
+    /// their files in `out` (`run-K/` for several); first, with `--floor`, the floor's
+    /// run of the same plan (in `out/floor/`), which every run is compared with.
+    async fn scenario(&self, plan: &Plan, name: &str, out: &Path) -> anyhow::Result<ScenarioRuns> {
         let (args, scenario) = (&self.args, plan.scenario);
         let floor = match &self.nginx {
             Some(nginx) => Some(self.floor(plan, nginx, &out.join("floor")).await?),
@@ -129,13 +186,14 @@ impl Session {
         };
         let mut done = ScenarioRuns {
             figures: Vec::new(),
+            limits: String::new(),
             crossed: Vec::new(),
         };
         for k in 1..=args.runs {
             let (dir, label) = if args.runs == 1 {
-                (out.to_path_buf(), scenario.name().to_string())
+                (out.to_path_buf(), name.to_string())
             } else {
-                let label = format!("{} run {k}/{}", scenario.name(), args.runs);
+                let label = format!("{name} run {k}/{}", args.runs);
                 (out.join(format!("run-{k}")), label)
             };
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -160,7 +218,10 @@ impl Session {
                     .iter()
                     .map(|c| format!("{label}: {}", c.text)),
             );
-            done.figures.push(report::figures(&o));
+            let mut figures = report::figures(&o);
+            figures.extend(ladder::extra_figures(&o));
+            done.figures.push(figures);
+            done.limits = o.limits.describe();
         }
         if args.runs > 1 {
             let (text, json) = report::aggregate(&done.figures);
@@ -178,7 +239,7 @@ impl Session {
             nginx: program.to_path_buf(),
             vus: plan.max_vus,
         };
-        let label = format!("{} floor", plan.scenario.name());
+        let label = format!("{} floor ({} VUs)", plan.scenario.name(), plan.max_vus);
         let o = self.one_run(plan, dir, &label, backend).await?;
         outputs::write(&o, dir)?;
         let side = Side::of(&o);
@@ -227,7 +288,7 @@ impl Session {
         }
         let sampled = (topo.started_payroute || !topo.usage().is_empty()).then(|| topo.clone());
         let result = runner::run_once(&settings, sampled, cancel).await;
-        let events = topo.take_events();
+        let (events, event_counts) = topo.take_events();
         // Stop everything now, whatever happened (the Drop guard covers panics).
         let usage = stop(&topo).await;
         let data = result?;
@@ -241,6 +302,7 @@ impl Session {
             usage,
             limits: topo.limits.clone(),
             events,
+            event_counts,
             command: self.command.clone(),
             provenance: provenance(),
             judgement,

@@ -58,7 +58,7 @@ pub fn fallback_share(d: &RunData) -> Option<f64> {
 }
 
 /// CPU seconds a process used during the test (from the test start to its stop).
-pub(super) fn cpu_during_test(o: &RunOutput, p: &ProcUsage) -> f64 {
+pub fn cpu_during_test(o: &RunOutput, p: &ProcUsage) -> f64 {
     let before = o
         .data
         .usage_at_start
@@ -94,7 +94,7 @@ const PEAK_WINDOW_SECS: f64 = 5.0;
 
 /// Whether a process the bench started belongs to the backend: everything but the
 /// emulated processors.
-fn is_backend(name: &str) -> bool {
+pub fn is_backend(name: &str) -> bool {
     !name.starts_with("processor-")
 }
 

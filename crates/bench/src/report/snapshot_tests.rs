@@ -12,7 +12,7 @@ use crate::runner::{BooksSample, Check, HealthSample, RunData, StageRun, UsageSa
 use crate::scenario::{Plan, Scenario};
 use crate::score::{self, BackendSummary, Inputs, OfficialResults, ProcessorSummary};
 use crate::thresholds::{judgement, Judgement, Thresholds};
-use crate::topology::{LimitsNote, ProcUsage};
+use crate::topology::{EventCounts, LimitsNote, ProcUsage};
 use hdrhistogram::Histogram;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -207,6 +207,10 @@ fn own_run() -> RunOutput {
         ],
         limits: LimitsNote::Enforced("cgroup v1, 1.5 CPU & 350 MB <in all>".into()),
         events: vec!["api1 (pid 102) exited: signal: 9 (SIGKILL)\nrestarted after 0.5 s".into()],
+        event_counts: EventCounts {
+            exits: 1,
+            restarts: 1,
+        },
         command: "payroute bench --scenario final --duration 10 --max-requests 20 --out \"a<b>\""
             .into(),
         provenance: provenance(),
@@ -278,6 +282,7 @@ fn given_run() -> RunOutput {
         usage: Vec::new(),
         limits: LimitsNote::NotApplicable,
         events: Vec::new(),
+        event_counts: EventCounts::default(),
         command: "payroute bench --scenario preview --backend http://127.0.0.1:19999/api".into(),
         provenance: provenance(),
         judgement: judged,

@@ -82,6 +82,14 @@ impl From<launcher::ProcessUsage> for ProcUsage {
     }
 }
 
+/// How many times the processes the bench started exited, and were started again by
+/// the launcher's supervisor, during a run (from the launcher's events).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct EventCounts {
+    pub exits: u32,
+    pub restarts: u32,
+}
+
 /// Whether the challenge's limits were in force for the processes the bench started.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LimitsNote {
@@ -276,27 +284,40 @@ impl Topology {
         }
     }
 
-    /// Exits and restarts of started processes since the last call, as sentences.
-    pub fn take_events(&self) -> Vec<String> {
+    /// Exits and restarts of started processes since the last call, as sentences, and
+    /// counted.
+    pub fn take_events(&self) -> (Vec<String>, EventCounts) {
         match &mut *self.lock() {
-            Inner::Launched(Some(r)) => r.take_events().iter().map(|e| e.to_string()).collect(),
-            Inner::External { floor, emulators } => floor
-                .iter_mut()
-                .filter_map(|f| f.exited())
-                .chain(
-                    emulators
-                        .iter_mut()
-                        .filter_map(|e| match e.child.try_wait() {
-                            Ok(Some(status)) => Some(format!(
-                                "{} (pid {}) exited: {status}",
-                                e.name,
-                                e.child.id()
-                            )),
-                            _ => None,
-                        }),
-                )
-                .collect(),
-            _ => Vec::new(),
+            Inner::Launched(Some(r)) => {
+                let events = r.take_events();
+                let mut counts = EventCounts::default();
+                for e in &events {
+                    match e {
+                        launcher::Event::Exited { .. } => counts.exits += 1,
+                        launcher::Event::Restarted { .. } => counts.restarts += 1,
+                        launcher::Event::RestartFailed { .. } => {}
+                    }
+                }
+                (events.iter().map(|e| e.to_string()).collect(), counts)
+            }
+            Inner::External { floor, emulators } => {
+                let exited = |e: &mut Emulator| match e.child.try_wait() {
+                    Ok(Some(status)) => Some(format!(
+                        "{} (pid {}) exited: {status}",
+                        e.name,
+                        e.child.id()
+                    )),
+                    _ => None,
+                };
+                let texts: Vec<String> = floor
+                    .iter_mut()
+                    .filter_map(|f| f.exited())
+                    .chain(emulators.iter_mut().filter_map(exited))
+                    .collect();
+                let exits = texts.len() as u32;
+                (texts, EventCounts { exits, restarts: 0 })
+            }
+            _ => (Vec::new(), EventCounts::default()),
         }
     }
 
