@@ -27,8 +27,9 @@
 //!   leaves; [`provenance`]: the commit and the machine a run's figures come from.
 //!
 //! Architecture invariant: scoring, schedules and checker arithmetic are pure and
-//! unit-tested against published figures; only `runner`, `http` and `topology` touch
-//! sockets, processes and clocks.
+//! unit-tested against published figures, and so are the floor's ratios and the
+//! ladder's rungs and rows; only `runner`, `http` and `topology` touch sockets,
+//! processes and clocks (and `fdlimit` the process's open-files limit).
 
 pub mod args;
 pub mod checker;
