@@ -14,6 +14,9 @@ use std::str::FromStr;
 
 /// `--scenario`: the final, the test the challenge was scored with.
 const SCENARIO: Scenario = Scenario::Final;
+/// `--scenario` with `--ladder`: the preview, whose 550 VUs the ladder multiplies
+/// (550, 1,650, 5,500 for `--ladder 1,3,10`).
+const LADDER_SCENARIO: Scenario = Scenario::Preview;
 /// `--token`: the scripts' default.
 const TOKEN: &str = INITIAL_TOKEN;
 /// `--out`.
@@ -38,9 +41,10 @@ const LIMITS: Limits = Limits::Rinha;
 pub struct Args {
     /// Which test: one of the two official ones, or a scenario family (the final's
     /// rules, fees 7%/10% and scoring, with its own schedule for any --duration; every
-    /// family ends with both processors working for the last sixth of the run).
-    #[arg(long, value_enum, default_value_t = SCENARIO, env = "PAYROUTE_BENCH_SCENARIO")]
-    pub scenario: Scenario,
+    /// family ends with both processors working for the last sixth of the run)
+    /// [default: final; preview with --ladder].
+    #[arg(long, value_enum, env = "PAYROUTE_BENCH_SCENARIO")]
+    pub scenario: Option<Scenario>,
 
     /// Run several scenarios in one go, e.g. `default-down,flapping,random`: each in
     /// its own directory under --out (with --runs each), then one table,
@@ -54,6 +58,18 @@ pub struct Args {
         env = "PAYROUTE_BENCH_SCENARIOS"
     )]
     pub scenarios: Vec<Scenario>,
+
+    /// A load ladder: the scenario at these multiples of its VUs (of --max-requests when
+    /// given), one after the other, each with fresh processes under --limits, in
+    /// rung-Nx/ under --out; then one table: ladder.txt, ladder.json, ladder.html.
+    /// `--ladder 1,3,10` runs the preview at 550, 1,650 and 5,500 VUs.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        conflicts_with = "scenarios",
+        env = "PAYROUTE_BENCH_LADDER"
+    )]
+    pub ladder: Vec<f64>,
 
     /// Seed of the `random` scenario's schedule (the same seed, the same schedule).
     #[arg(long, default_value_t = DEFAULT_SEED, env = "PAYROUTE_BENCH_SEED")]
@@ -155,6 +171,13 @@ pub struct Args {
     #[arg(long, env = "PAYROUTE_BENCH_REQUIRE_LIMITS")]
     pub require_limits: bool,
 
+    /// Also run the same test against the floor, a backend that does nothing (nginx,
+    /// started by the bench, answering at once), and report the p99 and the CPU per
+    /// accepted payment as ratios to it. Needs nginx installed
+    /// (scripts/install-deps.sh). The floor's own files go to floor/ under --out.
+    #[arg(long, env = "PAYROUTE_BENCH_FLOOR")]
+    pub floor: bool,
+
     /// Do not sample the backend's /health for the report (never counted in the p99).
     #[arg(long)]
     pub no_health: bool,
@@ -167,8 +190,9 @@ pub struct Args {
 impl Default for Args {
     fn default() -> Args {
         Args {
-            scenario: SCENARIO,
+            scenario: None,
             scenarios: Vec::new(),
+            ladder: Vec::new(),
             seed: DEFAULT_SEED,
             max_requests: None,
             duration: None,
@@ -190,6 +214,7 @@ impl Default for Args {
             max_failed: None,
             max_lag: None,
             require_limits: false,
+            floor: false,
             no_health: false,
             no_progress: false,
         }
@@ -197,6 +222,16 @@ impl Default for Args {
 }
 
 impl Args {
+    /// The scenario of a single run or of the ladder: `--scenario`, else the final,
+    /// or the preview with `--ladder`.
+    pub fn chosen_scenario(&self) -> Scenario {
+        let default = match self.ladder.is_empty() {
+            true => SCENARIO,
+            false => LADDER_SCENARIO,
+        };
+        self.scenario.unwrap_or(default)
+    }
+
     /// The thresholds a finished run must meet.
     pub fn thresholds(&self) -> Thresholds {
         Thresholds {
@@ -335,6 +370,21 @@ mod tests {
         assert!(Cli::try_parse_from(["bench", "--scenarios", "nope"]).is_err());
         let both = Cli::try_parse_from(["bench", "--scenario", "final", "--scenarios", "final"]);
         assert!(both.is_err());
+    }
+
+    #[test]
+    fn the_ladder_takes_multiples_and_runs_the_preview_unless_told() {
+        let cli = Cli::try_parse_from(["bench", "--ladder", "1,3,10"]).unwrap();
+        assert_eq!(cli.args.ladder, [1.0, 3.0, 10.0]);
+        assert_eq!(cli.args.chosen_scenario(), Scenario::Preview);
+        let cli = Cli::try_parse_from(["bench", "--ladder", "0.5,2", "--scenario", "final"]);
+        let args = cli.unwrap().args;
+        assert_eq!(args.ladder, [0.5, 2.0]);
+        assert_eq!(args.chosen_scenario(), Scenario::Final);
+        assert_eq!(Args::default().chosen_scenario(), Scenario::Final);
+        assert!(Cli::try_parse_from(["bench", "--ladder", "1,x"]).is_err());
+        let with_matrix = Cli::try_parse_from(["bench", "--ladder", "1", "--scenarios", "final"]);
+        assert!(with_matrix.is_err());
     }
 
     #[test]

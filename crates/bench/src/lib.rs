@@ -13,25 +13,33 @@
 //! - [`checker`]: the consistency checker's arithmetic.
 //! - [`http`], [`recorder`]: k6's way of sending and timing requests (`http` records
 //!   each request's [`recorder::Sample`] into the recorder).
-//! - [`session`]: every run asked for, one after the other; [`runner`]: one run
+//! - [`session`]: every run asked for, one after the other; [`ladder`]: the load
+//!   ladder's rungs and its table's rows; [`runner`]: one run
 //!   (setup, VUs, checker, stages, teardown); [`ready`]: waiting for a backend given
 //!   by URL.
 //! - [`thresholds`], [`exit`]: what a run must meet, and how the bench ends (k6's
 //!   exit codes).
-//! - [`topology`]: starting and stopping what the bench runs against.
+//! - [`topology`]: starting and stopping what the bench runs against; [`fdlimit`]:
+//!   the open-files limit that one connection per VU needs.
+//! - [`floor`]: the backend's p99 and CPU per payment as ratios to the floor's (the
+//!   same test against nginx answering at once).
 //! - [`report`], [`progress`], [`outputs`]: what the user sees and the files a run
 //!   leaves; [`provenance`]: the commit and the machine a run's figures come from.
 //!
 //! Architecture invariant: scoring, schedules and checker arithmetic are pure and
-//! unit-tested against published figures; only `runner`, `http` and `topology` touch
-//! sockets, processes and clocks.
+//! unit-tested against published figures, and so are the floor's ratios and the
+//! ladder's rungs and rows; only `runner`, `http` and `topology` touch sockets,
+//! processes and clocks (and `fdlimit` the process's open-files limit).
 
 pub mod args;
 pub mod checker;
 pub mod exit;
 pub mod families;
+pub mod fdlimit;
+pub mod floor;
 pub mod http;
 pub mod js;
+pub mod ladder;
 pub mod outputs;
 pub mod progress;
 pub mod provenance;
@@ -96,18 +104,53 @@ fn check_usage(args: &Args) -> Result<(), BadUsage> {
             "--require-limits cannot be met with --limits off".into(),
         ));
     }
+    if let Err(why) = ladder::check(&args.ladder) {
+        return Err(BadUsage(format!("--ladder: {why}")));
+    }
+    if args.floor && topology::nginx::find().is_none() {
+        return Err(BadUsage(
+            "--floor: nginx is not installed (looked in PATH, /usr/sbin, /sbin and /usr/local/sbin); \
+             install Debian's package with scripts/install-deps.sh, or run without --floor"
+                .into(),
+        ));
+    }
     Ok(())
+}
+
+/// The most VUs any run of the session has.
+fn most_vus(args: &Args) -> u32 {
+    let scenario = args.chosen_scenario();
+    let scenarios = if args.scenarios.is_empty() {
+        std::slice::from_ref(&scenario)
+    } else {
+        &args.scenarios[..]
+    };
+    let base = scenarios
+        .iter()
+        .map(|s| args.max_requests.unwrap_or(s.default_max_requests()))
+        .max()
+        .unwrap_or(1);
+    ladder::rungs(base, &args.ladder)
+        .iter()
+        .map(|r| r.vus)
+        .max()
+        .unwrap_or(base)
 }
 
 /// Every run; the thresholds crossed, as sentences (empty when all passed).
 fn checked_run(args: Args) -> anyhow::Result<Vec<String>> {
     check_usage(&args)?;
+    // Before anything starts: the processes the bench starts inherit the limit.
+    let open_files = fdlimit::raise(most_vus(&args));
+    if let Some(text) = open_files.describe() {
+        eprintln!("payroute bench: {text}");
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(BENCH_THREADS)
         .enable_all()
         .build()
         .context("starting the bench's runtime")?;
-    rt.block_on(session::run_all(args))
+    rt.block_on(session::run_all(args, open_files))
 }
 
 #[cfg(test)]

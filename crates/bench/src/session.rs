@@ -4,10 +4,13 @@
 
 use crate::args::Args;
 use crate::exit::{BadUsage, Interrupted};
+use crate::fdlimit::OpenFiles;
+use crate::floor::{micros, Comparison, Side};
+use crate::ladder::{self, Ladder};
 use crate::report::{self, RunOutput};
 use crate::runner::{self, RunSettings};
 use crate::scenario::{Plan, Scenario};
-use crate::topology::{ProcUsage, Topology, TopologyConfig};
+use crate::topology::{nginx, Backend, ProcUsage, Topology, TopologyConfig};
 use crate::{http, outputs, provenance, ready, thresholds};
 use anyhow::Context;
 use std::path::{Path, PathBuf};
@@ -40,32 +43,48 @@ struct Session {
     exe: PathBuf,
     command: String,
     cancel: CancellationToken,
+    /// nginx, with `--floor`.
+    nginx: Option<PathBuf>,
 }
 
 /// What the runs of one scenario left.
 pub struct ScenarioRuns {
-    /// Every figure of each run (see [`report::figures`]).
+    /// Every figure of each run (see [`report::figures`] and
+    /// [`ladder::extra_figures`]).
     pub figures: Vec<Vec<(String, f64)>>,
+    /// What the last run says of the limits.
+    pub limits: String,
     /// The thresholds they crossed, each sentence led by the run's label.
     pub crossed: Vec<String>,
 }
 
 /// Runs everything `args` asks for; the thresholds crossed, as sentences.
-pub async fn run_all(args: Args) -> anyhow::Result<Vec<String>> {
+/// `open_files`: the bench's open-files limit, for the ladder's table.
+pub async fn run_all(args: Args, open_files: OpenFiles) -> anyhow::Result<Vec<String>> {
     let cancel = CancellationToken::new();
     spawn_signal_handler(cancel.clone());
     let exe = std::env::current_exe().context("locating the payroute executable")?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
+    let nginx = match args.floor {
+        true => Some(nginx::find().context("--floor: nginx is not installed")?),
+        false => None,
+    };
     let session = Session {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         args,
         exe,
         cancel,
+        nginx,
     };
+    if !session.args.ladder.is_empty() {
+        return session.ladder(open_files).await;
+    }
     if session.args.scenarios.is_empty() {
+        let scenario = session.args.chosen_scenario();
+        let plan = session.plan(scenario, session.args.max_requests);
         let done = session
-            .scenario(session.args.scenario, &session.args.out)
+            .scenario(&plan, scenario.name(), &session.args.out)
             .await?;
         return Ok(done.crossed);
     }
@@ -78,7 +97,10 @@ impl Session {
         let out = &self.args.out;
         let (mut rows, mut crossed) = (Vec::new(), Vec::new());
         for &scenario in &self.args.scenarios {
-            let done = self.scenario(scenario, &out.join(scenario.name())).await?;
+            let plan = self.plan(scenario, self.args.max_requests);
+            let done = self
+                .scenario(&plan, scenario.name(), &out.join(scenario.name()))
+                .await?;
             rows.push(report::matrix_row(scenario, &done.figures));
             crossed.extend(done.crossed);
         }
@@ -103,28 +125,84 @@ impl Session {
         Ok(crossed)
     }
 
-    /// `--runs` runs of `scenario`, their files in `out` (`run-K/` for several).
-    async fn scenario(&self, scenario: Scenario, out: &Path) -> anyhow::Result<ScenarioRuns> {
-        let args = &self.args;
-        let plan = Plan::for_run(
+    /// The plan of `scenario` with `max_vus` VUs (its own when `None`), at the flags'
+    /// duration and seed.
+    fn plan(&self, scenario: Scenario, max_vus: Option<u32>) -> Plan {
+        let duration = self.args.duration.map(Duration::from_secs_f64);
+        Plan::for_run(scenario, duration, max_vus, self.args.seed)
+    }
+
+    /// `--ladder`: each rung of the scenario in `out/rung-Nx/`, one after the other,
+    /// then the table of them all (`ladder.txt`, `ladder.json`, `ladder.html`).
+    async fn ladder(&self, open_files: OpenFiles) -> anyhow::Result<Vec<String>> {
+        let (args, out) = (&self.args, &self.args.out);
+        let scenario = args.chosen_scenario();
+        let base_vus = args.max_requests.unwrap_or(scenario.default_max_requests());
+        let (mut rows, mut crossed) = (Vec::new(), Vec::new());
+        let mut duration_seconds = 0.0;
+        for rung in ladder::rungs(base_vus, &args.ladder) {
+            let plan = self.plan(scenario, Some(rung.vus));
+            duration_seconds = plan.duration.as_secs_f64();
+            println!("load ladder: rung {} ({} VUs)\n", rung.name(), rung.vus);
+            let name = format!("{} {}", scenario.name(), rung.name());
+            let done = self.scenario(&plan, &name, &out.join(rung.dir())).await?;
+            rows.push(ladder::row(&rung, &done.figures, done.limits));
+            crossed.extend(done.crossed);
+        }
+        let table = Ladder {
             scenario,
-            args.duration.map(Duration::from_secs_f64),
-            args.max_requests,
-            args.seed,
+            base_vus,
+            duration_seconds,
+            open_files,
+            floor_note: (!args.floor).then(|| ladder::no_floor_note(nginx::find().is_some())),
+            rows,
+        };
+        let text = report::ladder_text(&table);
+        for (name, body) in [
+            ("ladder.txt", text.clone()),
+            ("ladder.json", report::ladder_json(&table)),
+            ("ladder.html", report::ladder_html(&table)),
+        ] {
+            let path = out.join(name);
+            std::fs::write(&path, body).with_context(|| format!("writing {}", path.display()))?;
+        }
+        println!(
+            "{text}  files: {}, {}, {}",
+            out.join("ladder.txt").display(),
+            out.join("ladder.json").display(),
+            out.join("ladder.html").display()
         );
+        Ok(crossed)
+    }
+
+    /// `--runs` runs of `plan`, named `name` (the scenario, and the rung in a ladder),
+    /// their files in `out` (`run-K/` for several); first, with `--floor`, the floor's
+    /// run of the same plan (in `out/floor/`), which every run is compared with.
+    async fn scenario(&self, plan: &Plan, name: &str, out: &Path) -> anyhow::Result<ScenarioRuns> {
+        let (args, scenario) = (&self.args, plan.scenario);
+        let floor = match &self.nginx {
+            Some(nginx) => Some(self.floor(plan, nginx, &out.join("floor")).await?),
+            None => None,
+        };
         let mut done = ScenarioRuns {
             figures: Vec::new(),
+            limits: String::new(),
             crossed: Vec::new(),
         };
         for k in 1..=args.runs {
             let (dir, label) = if args.runs == 1 {
-                (out.to_path_buf(), scenario.name().to_string())
+                (out.to_path_buf(), name.to_string())
             } else {
-                let label = format!("{} run {k}/{}", scenario.name(), args.runs);
+                let label = format!("{name} run {k}/{}", args.runs);
                 (out.join(format!("run-{k}")), label)
             };
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            let o = self.one_run(&plan, &dir, &label).await?;
+            let backend = args
+                .backend
+                .clone()
+                .map_or(Backend::Payroute, Backend::Given);
+            let mut o = self.one_run(plan, &dir, &label, backend).await?;
+            o.floor = floor.map(|f| Comparison::new(Side::of(&o), f));
             outputs::write(&o, &dir)?;
             println!("{}", report::summary_text(&o));
             println!(
@@ -140,7 +218,10 @@ impl Session {
                     .iter()
                     .map(|c| format!("{label}: {}", c.text)),
             );
-            done.figures.push(report::figures(&o));
+            let mut figures = report::figures(&o);
+            figures.extend(ladder::extra_figures(&o));
+            done.figures.push(figures);
+            done.limits = o.limits.describe();
         }
         if args.runs > 1 {
             let (text, json) = report::aggregate(&done.figures);
@@ -151,11 +232,46 @@ impl Session {
         Ok(done)
     }
 
-    /// One run: starts what the flags ask for, waits for a given backend, runs the
-    /// test against it, stops it, judges it.
-    async fn one_run(&self, plan: &Plan, dir: &Path, label: &str) -> anyhow::Result<RunOutput> {
+    /// The floor's run of `plan` (nginx, `program`), its files in `dir`: its figures.
+    async fn floor(&self, plan: &Plan, program: &Path, dir: &Path) -> anyhow::Result<Side> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let backend = Backend::Floor {
+            nginx: program.to_path_buf(),
+            vus: plan.max_vus,
+        };
+        let label = format!("{} floor ({} VUs)", plan.scenario.name(), plan.max_vus);
+        let o = self.one_run(plan, dir, &label, backend).await?;
+        outputs::write(&o, dir)?;
+        let side = Side::of(&o);
+        println!(
+            "floor (nginx answering at once, {} VUs): p99 {:.2} ms over {} requests; nginx CPU {} during the test, {} per accepted payment\n  files: {}\n",
+            plan.max_vus,
+            side.p99_ms,
+            o.data.p99_sample_size,
+            side.cpu_seconds.map_or("n/a".into(), |c| format!("{c:.3} s")),
+            micros(side.cpu_us_per_payment),
+            dir.display()
+        );
+        for e in &o.events {
+            println!("  !!! {}", e.lines().next().unwrap_or(""));
+        }
+        Ok(side)
+    }
+
+    /// One run against `backend`: starts what it needs, waits for a given backend,
+    /// runs the test against it, stops it, judges it (the floor against no threshold:
+    /// its lag is every payment, by design).
+    async fn one_run(
+        &self,
+        plan: &Plan,
+        dir: &Path,
+        label: &str,
+        backend: Backend,
+    ) -> anyhow::Result<RunOutput> {
         let (args, cancel) = (&self.args, &self.cancel);
-        let cfg = topology_config(args, plan.scenario, &self.exe, dir);
+        let is_floor = matches!(backend, Backend::Floor { .. });
+        let given = matches!(backend, Backend::Given(_));
+        let cfg = topology_config(args, backend, plan.scenario, &self.exe, dir);
         let topo = tokio::task::spawn_blocking(move || Topology::start(&cfg))
             .await
             .context("starting the processes")??;
@@ -163,34 +279,49 @@ impl Session {
         if cancel.is_cancelled() {
             return Err(Interrupted.into());
         }
-        let settings = run_settings(args, plan, &topo, label)?;
-        if args.backend.is_some() {
+        let mut settings = run_settings(args, plan, &topo, label)?;
+        if is_floor {
+            settings.participant = "floor".into();
+        }
+        if given {
             ready::wait_for_backend(&settings.backend, args.patience(), cancel).await?;
         }
         let sampled = (topo.started_payroute || !topo.usage().is_empty()).then(|| topo.clone());
         let result = runner::run_once(&settings, sampled, cancel).await;
-        let events = topo.take_events();
+        let (events, event_counts) = topo.take_events();
         // Stop everything now, whatever happened (the Drop guard covers panics).
         let usage = stop(&topo).await;
         let data = result?;
-        let judgement = thresholds::judgement(&args.thresholds(), &data, &topo.limits);
+        let thresholds = match is_floor {
+            true => thresholds::Thresholds::default(),
+            false => args.thresholds(),
+        };
+        let judgement = thresholds::judgement(&thresholds, &data, &topo.limits);
         Ok(RunOutput {
             data,
             usage,
             limits: topo.limits.clone(),
             events,
+            event_counts,
             command: self.command.clone(),
             provenance: provenance(),
             judgement,
+            floor: None,
         })
     }
 }
 
-/// What to start for a run whose files go to `dir`.
-fn topology_config(args: &Args, scenario: Scenario, exe: &Path, dir: &Path) -> TopologyConfig {
+/// What to start for a run against `backend` whose files go to `dir`.
+fn topology_config(
+    args: &Args,
+    backend: Backend,
+    scenario: Scenario,
+    exe: &Path,
+    dir: &Path,
+) -> TopologyConfig {
     TopologyConfig {
         exe: exe.to_path_buf(),
-        backend: args.backend.clone(),
+        backend,
         default: args.default.clone(),
         fallback: args.fallback.clone(),
         fees: scenario.fees(),

@@ -58,7 +58,7 @@ pub fn fallback_share(d: &RunData) -> Option<f64> {
 }
 
 /// CPU seconds a process used during the test (from the test start to its stop).
-pub(super) fn cpu_during_test(o: &RunOutput, p: &ProcUsage) -> f64 {
+pub fn cpu_during_test(o: &RunOutput, p: &ProcUsage) -> f64 {
     let before = o
         .data
         .usage_at_start
@@ -67,6 +67,13 @@ pub(super) fn cpu_during_test(o: &RunOutput, p: &ProcUsage) -> f64 {
         .map(|u| u.cpu_seconds)
         .unwrap_or(0.0);
     (p.cpu_seconds - before).max(0.0)
+}
+
+/// CPU seconds the backend's own processes (everything the bench started but the
+/// emulated processors) used during the test; `None` when it started none of them.
+pub fn backend_cpu_during_test(o: &RunOutput) -> Option<f64> {
+    let mine: Vec<&ProcUsage> = o.usage.iter().filter(|p| is_backend(&p.name)).collect();
+    (!mine.is_empty()).then(|| mine.iter().map(|p| cpu_during_test(o, p)).sum())
 }
 
 /// `|backend.default - default| + |backend.fallback - fallback|` in payments, between
@@ -87,7 +94,7 @@ const PEAK_WINDOW_SECS: f64 = 5.0;
 
 /// Whether a process the bench started belongs to the backend: everything but the
 /// emulated processors.
-fn is_backend(name: &str) -> bool {
+pub fn is_backend(name: &str) -> bool {
     !name.starts_with("processor-")
 }
 
@@ -155,6 +162,9 @@ pub fn figures(o: &RunOutput) -> Vec<(String, f64)> {
     }
     for p in &o.usage {
         v.extend(process_figures(o, p));
+    }
+    if let Some(c) = &o.floor {
+        v.extend(c.figures());
     }
     v
 }

@@ -13,6 +13,7 @@ use super::figures::{
 use super::format::{esc, megabytes, money};
 use super::stages::stage_rows;
 use super::RunOutput;
+use crate::floor::{times, Comparison};
 use crate::runner::RunData;
 use std::fmt::Write as _;
 
@@ -45,6 +46,9 @@ pub fn html(o: &RunOutput) -> String {
     provenance(&mut h, o);
     warnings(&mut h, o);
     headline(&mut h, d);
+    if let Some(c) = &o.floor {
+        floor_section(&mut h, c);
+    }
     h.push_str("<h2>Over time</h2><p>Dashed vertical lines: stage changes (D = default processor, F = fallback: delay, FAIL when failing; labels left out when there are many, see the per-stage table). Solid vertical line: end of the payments.</p>");
     for c in &charts {
         h.push_str(c);
@@ -180,6 +184,53 @@ fn headline(h: &mut String, d: &RunData) {
         "<p>Latency over the whole test (k6 percentiles over {} answered requests): p50 {:.3} ms · p90 {:.3} ms · p99 {:.3} ms · max {:.3} ms.</p>",
         d.p99_sample_size, d.overall_ms[0], d.overall_ms[1], d.overall_ms[2], d.overall_ms[3]
     );
+}
+
+/// This backend beside the floor (the same test against nginx answering at once).
+fn floor_section(h: &mut String, c: &Comparison) {
+    h.push_str("<h2>Against the floor</h2><p>The same test, in the same invocation, against nginx answering at once (<code>floor/</code>): what the machine, the load generator and HTTP cost by themselves. Ratios are this backend over the floor; the p99 ratio is taken on the unrounded p99s.</p>");
+    h.push_str(r#"<table><tr><th class="l">figure</th><th>this backend</th><th>floor (nginx)</th><th>ratio</th></tr>"#);
+    let opt = |x: Option<f64>, dp: usize| x.map_or("n/a".to_string(), |v| format!("{v:.dp$}"));
+    let rows = [
+        (
+            "p99 ms (scored)",
+            format!("{:.2}", c.backend.p99_ms),
+            format!("{:.2}", c.floor.p99_ms),
+            String::new(),
+        ),
+        (
+            "p99 ms (unrounded)",
+            format!("{:.4}", c.backend.p99_unrounded_ms),
+            format!("{:.4}", c.floor.p99_unrounded_ms),
+            times(c.p99_ratio),
+        ),
+        (
+            "CPU s during the test",
+            opt(c.backend.cpu_seconds, 3),
+            opt(c.floor.cpu_seconds, 3),
+            String::new(),
+        ),
+        (
+            "CPU µs per accepted payment",
+            opt(c.backend.cpu_us_per_payment, 1),
+            opt(c.floor.cpu_us_per_payment, 1),
+            times(c.cpu_ratio),
+        ),
+        (
+            "payments accepted",
+            c.backend.accepted.to_string(),
+            c.floor.accepted.to_string(),
+            String::new(),
+        ),
+    ];
+    for (name, mine, floor, ratio) in rows {
+        let _ = write!(
+            h,
+            r#"<tr><td class="l">{}</td><td>{mine}</td><td>{floor}</td><td>{ratio}</td></tr>"#,
+            esc(name)
+        );
+    }
+    h.push_str("</table>");
 }
 
 /// What each started process used, then the bench itself.

@@ -10,7 +10,7 @@
 //!   `svg`: the line chart they are drawn with, `bars`: the latency distribution's;
 //!   `stages`: the per-stage table's figures;
 //! - `runs`: the min / median / max of every figure across `--runs`; `matrix`: one
-//!   row per scenario of `--scenarios`;
+//!   row per scenario of `--scenarios`; `ladder`: one row per rung of `--ladder`;
 //! - `timeseries`: the run one row a second (`timeseries.csv`, `bench.json`);
 //! - `format`: money, megabytes and HTML escaping, shared by the others.
 //!
@@ -23,6 +23,7 @@ mod charts;
 mod figures;
 mod format;
 mod html;
+mod ladder;
 mod matrix;
 mod process_charts;
 mod runs;
@@ -32,19 +33,21 @@ mod text;
 mod timeseries;
 
 pub use figures::{
-    backend_peak_cores, end_audit_difference, fallback_share, fee_mismatch, figures, peak_cores,
-    percent_of_ceiling, run_ceiling,
+    backend_cpu_during_test, backend_peak_cores, cpu_during_test, end_audit_difference,
+    fallback_share, fee_mismatch, figures, is_backend, peak_cores, percent_of_ceiling, run_ceiling,
 };
 pub use html::{html, CHECK_SCRIPT};
+pub use ladder::{ladder_html, ladder_json, ladder_text};
 pub use matrix::{matrix_json, matrix_row, matrix_text, MatrixRow};
 pub use runs::{aggregate, median};
 pub use text::summary_text;
 pub use timeseries::{timeseries, TimeSeries, FIXED_COLUMNS, PROCESS_COLUMNS};
 
+use crate::floor::Comparison;
 use crate::provenance::Provenance;
 use crate::runner::RunData;
 use crate::thresholds::Judgement;
-use crate::topology::{LimitsNote, ProcUsage};
+use crate::topology::{EventCounts, LimitsNote, ProcUsage};
 
 /// A finished run with what the report needs beyond the measurements.
 pub struct RunOutput {
@@ -54,12 +57,16 @@ pub struct RunOutput {
     pub limits: LimitsNote,
     /// Exits and restarts of started processes during the run.
     pub events: Vec<String>,
+    /// Those, counted.
+    pub event_counts: EventCounts,
     /// The command line, for the record.
     pub command: String,
     /// The commit and the machine the figures come from.
     pub provenance: Provenance,
     /// The thresholds checked and those crossed.
     pub judgement: Judgement,
+    /// This run against the floor, with `--floor`.
+    pub floor: Option<Comparison>,
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use crate::runner::{BooksSample, Check, HealthSample, RunData, StageRun, UsageSa
 use crate::scenario::{Plan, Scenario};
 use crate::score::{self, BackendSummary, Inputs, OfficialResults, ProcessorSummary};
 use crate::thresholds::{judgement, Judgement, Thresholds};
-use crate::topology::{LimitsNote, ProcUsage};
+use crate::topology::{EventCounts, LimitsNote, ProcUsage};
 use hdrhistogram::Histogram;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -207,10 +207,15 @@ fn own_run() -> RunOutput {
         ],
         limits: LimitsNote::Enforced("cgroup v1, 1.5 CPU & 350 MB <in all>".into()),
         events: vec!["api1 (pid 102) exited: signal: 9 (SIGKILL)\nrestarted after 0.5 s".into()],
+        event_counts: EventCounts {
+            exits: 1,
+            restarts: 1,
+        },
         command: "payroute bench --scenario final --duration 10 --max-requests 20 --out \"a<b>\""
             .into(),
         provenance: provenance(),
         judgement: Judgement::default(),
+        floor: None,
     };
     // p99 1.25 > 1: crossed; 3 failed <= 5: passed; lag -5: caixa dois.
     let t = Thresholds {
@@ -277,9 +282,11 @@ fn given_run() -> RunOutput {
         usage: Vec::new(),
         limits: LimitsNote::NotApplicable,
         events: Vec::new(),
+        event_counts: EventCounts::default(),
         command: "payroute bench --scenario preview --backend http://127.0.0.1:19999/api".into(),
         provenance: provenance(),
         judgement: judged,
+        floor: None,
     }
 }
 
@@ -480,4 +487,38 @@ fn a_given_backend_has_the_charts_it_can() {
     );
     // The preview's six stages (none was sent in this fixture), then the drain.
     assert_eq!(stage_table_rows(&page), 1 + 6 + 1);
+}
+
+/// With `--floor`: a line in the summary, a table in the page, figures in the list;
+/// the ratios are the backend's over the floor's.
+#[test]
+fn a_floor_shows_in_the_summary_the_report_and_the_figures() {
+    use crate::floor::{Comparison, Side};
+    let mut o = own_run();
+    let mine = Side::of(&o);
+    // worker 2.5 - 0.5 s and api1 1.0 - 0.25 s during the test, for 140 payments.
+    assert_eq!(mine.cpu_seconds, Some(2.75));
+    assert!((mine.cpu_us_per_payment.unwrap() - 2.75e6 / 140.0).abs() < 1e-6);
+    assert_eq!(mine.p99_ms, o.data.score.p99);
+    let floor = Side {
+        p99_ms: 0.25,
+        p99_unrounded_ms: 0.2549,
+        accepted: 150,
+        cpu_seconds: Some(0.15),
+        cpu_us_per_payment: Some(1_000.0),
+    };
+    o.floor = Some(Comparison::new(mine, floor));
+    let text = summary_text(&o);
+    assert!(
+        text.contains("  against the floor       p99 1.25 ms vs the floor's 0.25 ms: 4.92x; CPU per accepted payment 19642.9 µs vs the floor's 1000.0 µs: 19.64x"),
+        "{text}"
+    );
+    let page = html(&o);
+    assert!(page.contains("<h2>Against the floor</h2>"), "{page}");
+    assert!(page.contains("<td>19.64x</td>"), "{page}");
+    let figures = figures(&o);
+    let get = |n: &str| figures.iter().find(|(m, _)| m == n).map(|(_, v)| *v);
+    assert_eq!(get("floor_p99_ms"), Some(0.25));
+    assert!((get("cpu_per_payment_ratio").unwrap() - 2.75e6 / 140.0 / 1_000.0).abs() < 1e-9);
+    assert!((get("p99_ratio").unwrap() - 1.2549 / 0.2549).abs() < 1e-9);
 }

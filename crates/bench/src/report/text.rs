@@ -16,6 +16,9 @@ pub fn summary_text(o: &RunOutput) -> String {
     score_lines(&mut t, &o.data);
     threshold_lines(&mut t, o);
     process_lines(&mut t, o);
+    if let Some(c) = &o.floor {
+        let _ = writeln!(t, "  against the floor       {}", c.describe());
+    }
     end_audit_line(&mut t, o);
     if let Some(peak) = backend_peak_cores(o) {
         let _ = writeln!(

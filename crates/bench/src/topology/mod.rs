@@ -1,6 +1,7 @@
 //! The system under test and its processors: started by the bench (payroute's whole
 //! topology through `launcher`, exactly as `payroute up` does, or just two emulators
-//! next to a backend given by URL), or given entirely by URL.
+//! next to a backend given by URL, or next to the floor's nginx: see [`nginx`]), or
+//! given entirely by URL.
 //!
 //! Whatever the bench starts it stops, by PID, on every path: at the end of a run, on
 //! an error, and on Ctrl-C (the [`Topology`] is a `Drop` guard).
@@ -12,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+pub mod nginx;
 
 /// How long a started emulator may take to accept connections.
 const EMULATOR_READY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -25,8 +28,8 @@ const CLOCK_TICKS_PER_SEC: f64 = 100.0;
 pub struct TopologyConfig {
     /// The `payroute` executable (this one).
     pub exe: PathBuf,
-    /// `None`: start payroute's topology.
-    pub backend: Option<String>,
+    /// What to test.
+    pub backend: Backend,
     /// `None` (both): start two emulators.
     pub default: Option<String>,
     pub fallback: Option<String>,
@@ -40,6 +43,17 @@ pub struct TopologyConfig {
     pub limits: Limits,
     /// Sockets, configurations and logs of started processes.
     pub run_dir: PathBuf,
+}
+
+/// The backend a run tests.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Backend {
+    /// payroute's topology, started by the bench.
+    Payroute,
+    /// A backend given by URL.
+    Given(String),
+    /// The floor: this nginx program, started by the bench for this many VUs.
+    Floor { nginx: PathBuf, vus: u32 },
 }
 
 /// Resource use of one started process (the launcher's figures, or `/proc`'s for the
@@ -68,6 +82,14 @@ impl From<launcher::ProcessUsage> for ProcUsage {
     }
 }
 
+/// How many times the processes the bench started exited, and were started again by
+/// the launcher's supervisor, during a run (from the launcher's events).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct EventCounts {
+    pub exits: u32,
+    pub restarts: u32,
+}
+
 /// Whether the challenge's limits were in force for the processes the bench started.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LimitsNote {
@@ -79,6 +101,8 @@ pub enum LimitsNote {
     Off,
     /// The bench did not start the backend.
     NotApplicable,
+    /// The backend is the floor (nginx, started without limits).
+    Floor,
 }
 
 impl LimitsNote {
@@ -90,6 +114,7 @@ impl LimitsNote {
             ),
             LimitsNote::Off => "limits off (--limits off): figures are NOT comparable with the challenge's".into(),
             LimitsNote::NotApplicable => "backend not started by the bench: its resource limits are unknown to it".into(),
+            LimitsNote::Floor => "the floor: nginx answering at once, started by the bench without limits, for comparison".into(),
         }
     }
 
@@ -101,8 +126,12 @@ impl LimitsNote {
 enum Inner {
     /// payroute's topology, started by `launcher`.
     Launched(Option<launcher::Running>),
-    /// A backend given by URL, with the emulators the bench started (maybe none).
-    External(Vec<Emulator>),
+    /// A backend given by URL, or the floor's nginx, with the emulators the bench
+    /// started (maybe none).
+    External {
+        floor: Option<nginx::Nginx>,
+        emulators: Vec<Emulator>,
+    },
     Stopped,
 }
 
@@ -152,8 +181,17 @@ impl Topology {
             port_or_free(cfg.emulator_ports.1)?,
         );
         match &cfg.backend {
-            None => Topology::start_payroute(cfg, emulator_ports),
-            Some(backend) => Topology::start_beside(cfg, backend, emulator_ports),
+            Backend::Payroute => Topology::start_payroute(cfg, emulator_ports),
+            Backend::Given(url) => Topology::start_beside(cfg, url, None, emulator_ports),
+            Backend::Floor { nginx, vus } => {
+                let log = cfg.run_dir.join(format!("{}.log", nginx::NAME));
+                let floor =
+                    nginx::Nginx::start(nginx, *vus, &log).context("starting the floor (nginx)")?;
+                let url = floor.url();
+                let mut topo = Topology::start_beside(cfg, &url, Some(floor), emulator_ports)?;
+                topo.limits = LimitsNote::Floor;
+                Ok(topo)
+            }
         }
     }
 
@@ -189,15 +227,19 @@ impl Topology {
         })
     }
 
-    /// A backend given by URL, with the processors given too or two emulators started
-    /// beside it.
+    /// A backend given by URL (or the `floor` the bench started), with the processors
+    /// given too or two emulators started beside it.
     fn start_beside(
         cfg: &TopologyConfig,
         backend: &str,
+        floor: Option<nginx::Nginx>,
         emulator_ports: (u16, u16),
     ) -> anyhow::Result<Topology> {
         let mut topo = Topology {
-            inner: Mutex::new(Inner::External(Vec::new())),
+            inner: Mutex::new(Inner::External {
+                floor,
+                emulators: Vec::new(),
+            }),
             backend_url: backend.to_string(),
             default_url: String::new(),
             fallback_url: String::new(),
@@ -217,8 +259,8 @@ impl Topology {
             ("processor-fallback", emulator_ports.1, cfg.fees.1),
         ] {
             let e = spawn_emulator(&cfg.exe, name, port, fee, &cfg.run_dir)?;
-            if let Inner::External(v) = &mut *topo.lock() {
-                v.push(e);
+            if let Inner::External { emulators, .. } = &mut *topo.lock() {
+                emulators.push(e);
             }
             wait_until_listening(port, &topo, name)?;
         }
@@ -233,30 +275,49 @@ impl Topology {
     pub fn usage(&self) -> Vec<ProcUsage> {
         match &mut *self.lock() {
             Inner::Launched(Some(r)) => r.usage().into_iter().map(ProcUsage::from).collect(),
-            Inner::External(emulators) => emulators
+            Inner::External { floor, emulators } => floor
                 .iter()
-                .map(|e| proc_usage(&e.name, e.child.id()))
+                .map(|f| f.usage())
+                .chain(emulators.iter().map(|e| proc_usage(&e.name, e.child.id())))
                 .collect(),
             _ => Vec::new(),
         }
     }
 
-    /// Exits and restarts of started processes since the last call, as sentences.
-    pub fn take_events(&self) -> Vec<String> {
+    /// Exits and restarts of started processes since the last call, as sentences, and
+    /// counted.
+    pub fn take_events(&self) -> (Vec<String>, EventCounts) {
         match &mut *self.lock() {
-            Inner::Launched(Some(r)) => r.take_events().iter().map(|e| e.to_string()).collect(),
-            Inner::External(emulators) => emulators
-                .iter_mut()
-                .filter_map(|e| match e.child.try_wait() {
+            Inner::Launched(Some(r)) => {
+                let events = r.take_events();
+                let mut counts = EventCounts::default();
+                for e in &events {
+                    match e {
+                        launcher::Event::Exited { .. } => counts.exits += 1,
+                        launcher::Event::Restarted { .. } => counts.restarts += 1,
+                        launcher::Event::RestartFailed { .. } => {}
+                    }
+                }
+                (events.iter().map(|e| e.to_string()).collect(), counts)
+            }
+            Inner::External { floor, emulators } => {
+                let exited = |e: &mut Emulator| match e.child.try_wait() {
                     Ok(Some(status)) => Some(format!(
                         "{} (pid {}) exited: {status}",
                         e.name,
                         e.child.id()
                     )),
                     _ => None,
-                })
-                .collect(),
-            _ => Vec::new(),
+                };
+                let texts: Vec<String> = floor
+                    .iter_mut()
+                    .filter_map(|f| f.exited())
+                    .chain(emulators.iter_mut().filter_map(exited))
+                    .collect();
+                let exits = texts.len() as u32;
+                (texts, EventCounts { exits, restarts: 0 })
+            }
+            _ => (Vec::new(), EventCounts::default()),
         }
     }
 
@@ -266,8 +327,12 @@ impl Topology {
         let inner = std::mem::replace(&mut *self.lock(), Inner::Stopped);
         match inner {
             Inner::Launched(Some(r)) => Ok(r.stop()?.into_iter().map(ProcUsage::from).collect()),
-            Inner::External(emulators) => {
+            Inner::External { floor, emulators } => {
                 let mut out = Vec::new();
+                if let Some(mut f) = floor {
+                    out.push(f.usage());
+                    f.stop();
+                }
                 for mut e in emulators {
                     out.push(proc_usage(&e.name, e.child.id()));
                     // The emulator keeps nothing on disk: SIGKILL loses nothing.
@@ -322,8 +387,8 @@ fn wait_until_listening(port: u16, topo: &Topology, name: &str) -> anyhow::Resul
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return Ok(());
         }
-        if let Inner::External(v) = &mut *topo.lock() {
-            if let Some(e) = v.iter_mut().find(|e| e.name == name) {
+        if let Inner::External { emulators, .. } = &mut *topo.lock() {
+            if let Some(e) = emulators.iter_mut().find(|e| e.name == name) {
                 if let Ok(Some(status)) = e.child.try_wait() {
                     bail!("{name} exited with {status} before listening on 127.0.0.1:{port} (see its log in the run directory)");
                 }
@@ -415,7 +480,7 @@ mod tests {
     fn refuses_half_given_processors() {
         let cfg = TopologyConfig {
             exe: "/bin/false".into(),
-            backend: Some("http://127.0.0.1:1".into()),
+            backend: Backend::Given("http://127.0.0.1:1".into()),
             default: Some("http://127.0.0.1:2".into()),
             fallback: None,
             fees: (0.05, 0.15),
