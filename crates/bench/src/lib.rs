@@ -152,6 +152,3 @@ fn checked_run(args: Args) -> anyhow::Result<Vec<String>> {
         .context("starting the bench's runtime")?;
     rt.block_on(session::run_all(args, open_files))
 }
-
-#[cfg(test)]
-mod tidy;

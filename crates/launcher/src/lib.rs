@@ -57,8 +57,6 @@ mod start;
 mod stop;
 mod submission;
 mod supervise;
-#[cfg(test)]
-mod tidy;
 mod usage;
 
 use anyhow::Context;

@@ -87,41 +87,116 @@ pub(crate) fn metrics_text<L: Ledger>(state: &WorkerState<L>) -> String {
 }
 
 fn engine_metrics(e: &engine::Engine, now: model::Mono, x: &mut Exposition) {
-    let c = e.counters.clone();
-    x.family(
-        "payroute_payments_accepted_total",
-        "counter",
-        "Payments accepted (2XX) since the last purge.",
-    )
-    .sample("payroute_payments_accepted_total", "", c.accepted as f64);
-    x.family(
-        "payroute_payments_duplicate_total",
-        "counter",
-        "Submits of an already accepted correlationId.",
-    )
-    .sample("payroute_payments_duplicate_total", "", c.duplicates as f64);
-    x.family(
-        "payroute_payments_refused_total",
-        "counter",
-        "Submits refused because the queue was full.",
-    )
-    .sample(
-        "payroute_payments_refused_total",
-        "reason=\"queue_full\"",
-        c.refused_full as f64,
-    );
-    x.per_processor(
-        "payroute_payments_processed_total",
-        "counter",
-        "Payments recorded as stored by a processor.",
-        |p| c.processed[p.index()] as f64,
-    );
-    x.family(
-        "payroute_payment_retries_total",
-        "counter",
-        "Processor calls that did not finish their payment.",
-    )
-    .sample("payroute_payment_retries_total", "", c.retries as f64);
+    single_series(e, now, x);
+    per_processor_series(e, now, x);
+}
+
+/// The series without labels (or with one fixed label).
+fn single_series(e: &engine::Engine, now: model::Mono, x: &mut Exposition) {
+    let c = &e.counters;
+    let (held, oldest_held) = e.held(now);
+    let unknown = e.unknown_fates(now);
+    let singles: [(&str, &str, &str, f64); 14] = [
+        ("payroute_payments_accepted_total", "counter",
+         "Payments accepted (2XX) since the last purge.", c.accepted as f64),
+        ("payroute_payments_duplicate_total", "counter",
+         "Submits of an already accepted correlationId.", c.duplicates as f64),
+        ("payroute_payments_conflict_total", "counter",
+         "Submits of a known correlationId with another amount (409).", c.conflicts as f64),
+        ("payroute_payment_retries_total", "counter",
+         "Processor calls that did not finish their payment.", c.retries as f64),
+        ("payroute_unknown_fate_resolved_total", "counter",
+         "Payments whose unknown fate was resolved.", c.unknown_resolved as f64),
+        ("payroute_copies_differing_total", "counter",
+         "Payments recorded from a processor's copy that differed from payroute's.",
+         c.copies_differing as f64),
+        ("payroute_ids_forgotten_total", "counter",
+         "correlationIds forgotten (retention, cap, or no longer this worker's).",
+         c.forgotten as f64),
+        ("payroute_queue_depth", "gauge",
+         "Payments accepted and waiting to be sent.", e.queue_depth() as f64),
+        ("payroute_held_payments", "gauge",
+         "Payments waiting to be sent: held for the default processor, or for room.",
+         held as f64),
+        ("payroute_held_oldest_age_seconds", "gauge",
+         "Age of the oldest payment waiting to be sent.", oldest_held as f64 / 1e6),
+        ("payroute_unknown_fate_payments", "gauge",
+         "Payments whose request to a processor may still land there: bound to it until it tells.",
+         unknown.count as f64),
+        ("payroute_unknown_fate_oldest_age_seconds", "gauge",
+         "Age of the oldest unknown fate.", unknown.oldest_age_us as f64 / 1e6),
+        ("payroute_payments_parked", "gauge",
+         "Payments a processor refused for good (a 4XX), never retried.",
+         e.parked().len() as f64),
+        ("payroute_payments_refused_total", "counter",
+         "Submits refused because the queue was full.", c.refused_full as f64),
+    ];
+    for (name, kind, help, v) in singles {
+        let labels = if name == "payroute_payments_refused_total" {
+            "reason=\"queue_full\""
+        } else {
+            ""
+        };
+        x.family(name, kind, help).sample(name, labels, v);
+    }
+}
+
+/// The series with a `processor` label.
+fn per_processor_series(e: &engine::Engine, now: model::Mono, x: &mut Exposition) {
+    let c = &e.counters;
+    let per_processor: [(&str, &str, &str, [f64; 2]); 8] = [
+        (
+            "payroute_payments_processed_total",
+            "counter",
+            "Payments recorded as stored by a processor.",
+            c.processed.map(|n| n as f64),
+        ),
+        (
+            "payroute_processor_lookups_total",
+            "counter",
+            "GET /payments/{id} calls made to learn an unknown fate.",
+            c.lookups.map(|n| n as f64),
+        ),
+        (
+            "payroute_processor_probes_total",
+            "counter",
+            "Payments sent to a processor believed failing, to detect recovery.",
+            c.probes.map(|n| n as f64),
+        ),
+        (
+            "payroute_health_polls_total",
+            "counter",
+            "Successful health polls.",
+            c.health_polls.map(|n| n as f64),
+        ),
+        (
+            "payroute_payments_rejected_total",
+            "counter",
+            "Payments a processor refused for good (a 4XX).",
+            c.rejected.map(|n| n as f64),
+        ),
+        (
+            "payroute_in_flight",
+            "gauge",
+            "Processor calls in flight.",
+            Processor::ALL.map(|p| e.view(p).in_flight() as f64),
+        ),
+        (
+            "payroute_processor_failing",
+            "gauge",
+            "1 when the processor is believed failing.",
+            Processor::ALL.map(|p| f64::from(u8::from(e.view(p).failing()))),
+        ),
+        (
+            "payroute_processor_expected_latency_seconds",
+            "gauge",
+            "Expected latency of a payment request sent now.",
+            Processor::ALL.map(|p| e.view(p).expected_latency_us(now) as f64 / 1e6),
+        ),
+    ];
+    for (name, kind, help, v) in per_processor {
+        x.per_processor(name, kind, help, |p| v[p.index()]);
+    }
     x.family(
         "payroute_processor_requests_total",
         "counter",
@@ -136,126 +211,4 @@ fn engine_metrics(e: &engine::Engine, now: model::Mono, x: &mut Exposition) {
             );
         }
     }
-    x.per_processor(
-        "payroute_processor_lookups_total",
-        "counter",
-        "GET /payments/{id} calls made to learn an unknown fate.",
-        |p| c.lookups[p.index()] as f64,
-    );
-    x.per_processor(
-        "payroute_processor_probes_total",
-        "counter",
-        "Payments sent to a processor believed failing, to detect recovery.",
-        |p| c.probes[p.index()] as f64,
-    );
-    x.family(
-        "payroute_unknown_fate_resolved_total",
-        "counter",
-        "Payments whose unknown fate was resolved.",
-    )
-    .sample(
-        "payroute_unknown_fate_resolved_total",
-        "",
-        c.unknown_resolved as f64,
-    );
-    x.per_processor(
-        "payroute_health_polls_total",
-        "counter",
-        "Successful health polls.",
-        |p| c.health_polls[p.index()] as f64,
-    );
-    x.family(
-        "payroute_queue_depth",
-        "gauge",
-        "Payments accepted and waiting to be sent.",
-    )
-    .sample("payroute_queue_depth", "", e.queue_depth() as f64);
-    x.family("payroute_in_flight", "gauge", "Processor calls in flight.");
-    for p in Processor::ALL {
-        x.sample(
-            "payroute_in_flight",
-            &format!("processor=\"{}\"", p.name()),
-            e.view(p).in_flight() as f64,
-        );
-    }
-    x.per_processor(
-        "payroute_processor_failing",
-        "gauge",
-        "1 when the processor is believed failing.",
-        |p| f64::from(u8::from(e.view(p).failing())),
-    );
-    x.per_processor(
-        "payroute_processor_expected_latency_seconds",
-        "gauge",
-        "Expected latency of a payment request sent now.",
-        |p| e.view(p).expected_latency_us(now) as f64 / 1e6,
-    );
-    let (held, oldest_held) = e.held(now);
-    x.family(
-        "payroute_held_payments",
-        "gauge",
-        "Payments waiting to be sent: held for the default processor, or for room.",
-    )
-    .sample("payroute_held_payments", "", held as f64);
-    x.family(
-        "payroute_held_oldest_age_seconds",
-        "gauge",
-        "Age of the oldest payment waiting to be sent.",
-    )
-    .sample(
-        "payroute_held_oldest_age_seconds",
-        "",
-        oldest_held as f64 / 1e6,
-    );
-    let unknown = e.unknown_fates(now);
-    x.family(
-        "payroute_unknown_fate_payments",
-        "gauge",
-        "Payments whose request to a processor may still land there: bound to it until it tells.",
-    )
-    .sample("payroute_unknown_fate_payments", "", unknown.count as f64);
-    x.family(
-        "payroute_unknown_fate_oldest_age_seconds",
-        "gauge",
-        "Age of the oldest unknown fate.",
-    )
-    .sample(
-        "payroute_unknown_fate_oldest_age_seconds",
-        "",
-        unknown.oldest_age_us as f64 / 1e6,
-    );
-    x.family(
-        "payroute_payments_parked",
-        "gauge",
-        "Payments a processor refused for good (a 4XX), never retried.",
-    )
-    .sample("payroute_payments_parked", "", e.parked().len() as f64);
-    x.per_processor(
-        "payroute_payments_rejected_total",
-        "counter",
-        "Payments a processor refused for good (a 4XX).",
-        |p| c.rejected[p.index()] as f64,
-    );
-    x.family(
-        "payroute_payments_conflict_total",
-        "counter",
-        "Submits of a known correlationId with another amount (409).",
-    )
-    .sample("payroute_payments_conflict_total", "", c.conflicts as f64);
-    x.family(
-        "payroute_copies_differing_total",
-        "counter",
-        "Payments recorded from a processor's copy that differed from payroute's.",
-    )
-    .sample(
-        "payroute_copies_differing_total",
-        "",
-        c.copies_differing as f64,
-    );
-    x.family(
-        "payroute_ids_forgotten_total",
-        "counter",
-        "correlationIds forgotten after the de-duplication retention.",
-    )
-    .sample("payroute_ids_forgotten_total", "", c.forgotten as f64);
 }

@@ -14,14 +14,17 @@
 //! once in the summary). A payment whose request to a processor may still land there
 //! (its fate is unknown) is never sent to the other processor.
 
+mod answers;
 mod config;
 mod outcome;
 mod remembered;
+mod restore;
 mod route;
 mod view;
 
 pub use config::EngineConfig;
 pub use outcome::{Action, AttemptId, Effect, LookupResult, SendResult, StoredCopy};
+pub use restore::Snapshot;
 pub use route::{default_state, hold_for, route, DefaultState, Route};
 pub use view::{HealthReport, ProcessorView};
 
@@ -90,40 +93,6 @@ enum AttemptKind {
 pub struct Parked {
     pub amount: Cents,
     pub processor: Processor,
-}
-
-/// A view of the engine's durable state, for log compaction.
-pub struct Snapshot<'a> {
-    engine: &'a Engine,
-}
-
-impl Snapshot<'_> {
-    pub fn buckets(&self) -> impl Iterator<Item = (Processor, i64, model::Totals)> + '_ {
-        self.engine.summary.buckets()
-    }
-
-    /// Every finished payment still remembered, recorded or parked.
-    pub fn done_ids(&self) -> impl Iterator<Item = (&Uuid, Cents)> + '_ {
-        self.engine
-            .known
-            .iter()
-            .filter(|(id, k)| !k.is_pending() && !self.engine.parked.contains_key(id))
-            .map(|(id, k)| (id, k.amount()))
-    }
-
-    /// (id, amount, timestamp per processor) of every pending payment.
-    /// In the order they were accepted, so a restart keeps the queue's order.
-    pub fn pending(&self) -> impl Iterator<Item = (Uuid, Cents, [Option<Micros>; 2])> + '_ {
-        let mut all: Vec<(&Uuid, &Entry)> = self.engine.pending.iter().collect();
-        all.sort_unstable_by_key(|(_, e)| e.seq);
-        all.into_iter()
-            .map(|(id, e)| (*id, e.amount, e.at.map(|a| a.requested_at)))
-    }
-
-    /// Every parked payment.
-    pub fn parked(&self) -> impl Iterator<Item = (Uuid, Parked)> + '_ {
-        self.engine.parked.iter().map(|(id, p)| (*id, *p))
-    }
 }
 
 /// Running counts, exported as metrics.
@@ -301,81 +270,6 @@ impl Engine {
         if let Some(e) = self.pending.remove(&id) {
             self.known.insert(id, Known::finished(e.amount));
         }
-    }
-
-    /// Restores a payment from the log at start-up (see `log.rs`): `requested_at` says
-    /// where it may have been sent before the restart; there its fate is unknown, and
-    /// it is resolved on that processor before anything else happens to it.
-    pub fn restore_pending(
-        &mut self,
-        id: Uuid,
-        amount: Cents,
-        requested_at: [Option<Micros>; 2],
-        now: Mono,
-    ) {
-        if self.known.contains(&id) {
-            return;
-        }
-        self.known.insert(id, Known::pending(amount));
-        let mut at: [AtProcessor; 2] = Default::default();
-        for p in Processor::ALL {
-            at[p.index()].requested_at = requested_at[p.index()];
-            at[p.index()].unknown_since = requested_at[p.index()].map(|_| now);
-        }
-        let entry = Entry {
-            amount,
-            accepted: now,
-            seq: self.next_seq,
-            at,
-            tries: 0,
-        };
-        self.next_seq += 1;
-        match entry.bound_to() {
-            Some(p) => self.pinned[p.index()].push_back((now, id)),
-            None => self.ready.push_back(id),
-        }
-        self.pending.insert(id, entry);
-    }
-
-    /// Restores a payment that was recorded before a restart: `amount` is the
-    /// client's, `recorded` what the processor holds.
-    pub fn restore_done(
-        &mut self,
-        id: Uuid,
-        amount: Cents,
-        p: Processor,
-        requested_at: Micros,
-        recorded: Cents,
-    ) {
-        if self.known.contains(&id) {
-            return;
-        }
-        self.known.insert(id, Known::finished(amount));
-        self.summary.record(p, requested_at, recorded);
-        self.counters.processed[p.index()] += 1;
-    }
-
-    /// Restores a snapshot's "this id is done" mark (its amount is in a bucket).
-    pub fn restore_finished(&mut self, id: Uuid, amount: Cents) {
-        self.known.insert(id, Known::finished(amount));
-    }
-
-    /// Restores a payment parked before a restart (a processor refused it for good).
-    pub fn restore_parked(&mut self, id: Uuid, amount: Cents, p: Processor) {
-        self.restore_finished(id, amount);
-        self.parked.insert(
-            id,
-            Parked {
-                amount,
-                processor: p,
-            },
-        );
-    }
-
-    /// Restores a snapshot's summary bucket (see `log.rs`).
-    pub fn restore_bucket(&mut self, p: Processor, ms: i64, totals: model::Totals) {
-        self.summary.restore_bucket(p, ms, totals);
-        self.counters.processed[p.index()] += totals.count;
     }
 
     /// Payments accepted and not yet sent (including those waiting to be resent).
@@ -559,216 +453,6 @@ impl Engine {
         Some(a)
     }
 
-    /// A payment bound to `p` is due: read the processor's copy when it claims one,
-    /// else alternate a lookup and a resend with the same `requestedAt` (safe: one of
-    /// two copies gets 422), until `p` says what it holds.
-    fn resolve_bound(&mut self, id: Uuid, p: Processor, now: Mono) -> Action {
-        let entry = self
-            .pending
-            .get_mut(&id)
-            .expect("pinned payments are pending");
-        entry.tries += 1;
-        let at = entry.at[p.index()];
-        if at.wants_copy || entry.tries % 2 == 1 {
-            self.counters.lookups[p.index()] += 1;
-            let attempt = self.start(id, p, now, AttemptKind::Lookup);
-            Action::Lookup {
-                attempt,
-                processor: p,
-                id,
-            }
-        } else {
-            let requested_at = at.requested_at.expect("bound after a send");
-            let amount = entry.amount;
-            self.counters.sends[p.index()] += 1;
-            let attempt = self.start(id, p, now, AttemptKind::Send);
-            Action::Send {
-                attempt,
-                processor: p,
-                id,
-                amount,
-                requested_at,
-            }
-        }
-    }
-
-    fn retry_delay(cfg: &EngineConfig, tries: u32) -> i64 {
-        let shift = tries.saturating_sub(1).min(20);
-        (cfg.first_retry_delay_us << shift).min(cfg.max_retry_delay_us)
-    }
-
-    /// Records `id` as stored by `p` with what `p` holds, and finishes it.
-    fn record(&mut self, id: Uuid, p: Processor, copy: StoredCopy) -> Effect {
-        let Some(entry) = self.pending.get(&id) else {
-            return Effect::None;
-        };
-        let at = entry.at[p.index()];
-        if at.unknown_since.is_some() || at.wants_copy {
-            self.counters.unknown_resolved += 1;
-        }
-        if at.requested_at != Some(copy.requested_at) || entry.amount != copy.amount {
-            self.counters.copies_differing += 1;
-        }
-        self.summary.record(p, copy.requested_at, copy.amount);
-        self.counters.processed[p.index()] += 1;
-        self.finish_payment(id);
-        Effect::Recorded {
-            id,
-            processor: p,
-            requested_at: copy.requested_at,
-            amount: copy.amount,
-        }
-    }
-
-    /// After a definitive "not stored" at `p`: if a request there may still land, the
-    /// payment stays bound to `p` (retried after a backoff); otherwise its timestamp
-    /// there is forgotten and it is free for either processor.
-    fn not_stored(&mut self, id: Uuid, p: Processor, now: Mono) -> Effect {
-        let i = p.index();
-        let Some(entry) = self.pending.get_mut(&id) else {
-            return Effect::None;
-        };
-        if entry.bound_to() == Some(p) {
-            let delay = Self::retry_delay(&self.cfg, entry.tries);
-            self.pinned[i].push_back((now.after(delay), id));
-            Effect::None
-        } else {
-            entry.at[i] = AtProcessor::default();
-            entry.tries = 0;
-            self.ready.push_front(id);
-            Effect::Released { id, processor: p }
-        }
-    }
-
-    /// Applies the outcome of a `Send`.
-    pub fn on_send_result(&mut self, attempt: AttemptId, result: SendResult, now: Mono) -> Effect {
-        let Some(a) = self.finish(attempt) else {
-            return Effect::None; // purged meanwhile
-        };
-        let p = a.processor;
-        let i = p.index();
-        self.counters.send_results[i][result.index()] += 1;
-        self.observe_send(p, result, now.since(a.started), now);
-        let Some(entry) = self.pending.get_mut(&a.id) else {
-            return Effect::None;
-        };
-        match result {
-            SendResult::Stored => {
-                let copy = StoredCopy {
-                    amount: entry.amount,
-                    requested_at: entry.at[i].requested_at.expect("sent with a timestamp"),
-                };
-                self.record(a.id, p, copy)
-            }
-            SendResult::AlreadyStored => {
-                // `p` has a copy: read it, and record what `p` holds.
-                entry.at[i].wants_copy = true;
-                self.pinned[i].push_back((now, a.id));
-                Effect::None
-            }
-            SendResult::Failed | SendResult::Throttled | SendResult::NotSent => {
-                self.counters.retries += 1;
-                self.not_stored(a.id, p, now)
-            }
-            SendResult::Rejected if entry.bound_to() == Some(p) => {
-                // An earlier request there may still land: the lookups will tell.
-                self.counters.retries += 1;
-                self.not_stored(a.id, p, now)
-            }
-            SendResult::Rejected => {
-                let amount = entry.amount;
-                self.counters.rejected[i] += 1;
-                self.parked.insert(
-                    a.id,
-                    Parked {
-                        amount,
-                        processor: p,
-                    },
-                );
-                self.finish_payment(a.id);
-                Effect::Rejected {
-                    id: a.id,
-                    processor: p,
-                }
-            }
-            SendResult::Unknown => {
-                self.counters.retries += 1;
-                entry.at[i].unknown_since.get_or_insert(a.started);
-                entry.tries = 0;
-                let delay = Self::retry_delay(&self.cfg, 1);
-                self.pinned[i].push_back((now.after(delay), a.id));
-                Effect::None
-            }
-        }
-    }
-
-    /// What a payment request's outcome says about its processor.
-    fn observe_send(&mut self, p: Processor, result: SendResult, latency: i64, now: Mono) {
-        let budget = self.cfg.latency_budget_us;
-        let view = &mut self.views[p.index()];
-        match result {
-            SendResult::Unknown => {
-                // A timeout tells how slow, not whether failing: keep the current
-                // verdict, and count the processor as over budget whatever the
-                // timeout's length (a timeout shorter than the budget must not make it
-                // look fast).
-                let failing = view.failing();
-                view.last_completion = Some((now, failing, latency.max(budget + 1)));
-            }
-            SendResult::Failed | SendResult::Throttled | SendResult::NotSent => {
-                view.last_completion = Some((now, true, latency));
-                view.failure_streak += 1;
-            }
-            SendResult::Stored | SendResult::AlreadyStored | SendResult::Rejected => {
-                view.last_completion = Some((now, false, latency));
-                view.failure_streak = 0;
-            }
-        }
-    }
-
-    /// Applies the outcome of a `Lookup`.
-    pub fn on_lookup_result(
-        &mut self,
-        attempt: AttemptId,
-        result: LookupResult,
-        now: Mono,
-    ) -> Effect {
-        let Some(a) = self.finish(attempt) else {
-            return Effect::None;
-        };
-        debug_assert_eq!(a.kind, AttemptKind::Lookup);
-        let p = a.processor;
-        let i = p.index();
-        let Some(entry) = self.pending.get_mut(&a.id) else {
-            return Effect::None;
-        };
-        match result {
-            LookupResult::Found(copy) => self.record(a.id, p, copy),
-            LookupResult::NotFound if entry.at[i].unknown_since.is_some() => {
-                // Not there yet; a request may still land. Resending with the same
-                // timestamp is safe (one of two copies gets 422) and finishes the
-                // payment sooner; it never goes elsewhere on a timer.
-                entry.at[i].wants_copy = false;
-                self.pinned[i].push_back((now, a.id));
-                Effect::None
-            }
-            LookupResult::NotFound => {
-                // It said 422, and now has nothing (purged in between): nothing of
-                // this payment is there, and nothing sent there is still out.
-                entry.at[i].wants_copy = false;
-                self.not_stored(a.id, p, now)
-            }
-            LookupResult::Error => {
-                if !entry.at[i].wants_copy {
-                    entry.tries += 1; // keep the lookup/resend alternation on "lookup"
-                }
-                let delay = Self::retry_delay(&self.cfg, entry.tries);
-                self.pinned[i].push_back((now.after(delay), a.id));
-                Effect::None
-            }
-        }
-    }
-
     /// Every payment accepted and not done. For tests and invariant checks.
     pub fn pending_ids(&self) -> impl Iterator<Item = &Uuid> {
         self.pending.keys()
@@ -782,13 +466,6 @@ impl Engine {
             self.ready.retain(|x| x != id);
             self.counters.accepted -= 1;
         }
-    }
-
-    /// What a snapshot must hold: the summary's buckets, the ids that are finished,
-    /// each pending payment with the timestamps it may have been sent with, and the
-    /// parked ones.
-    pub fn snapshot(&self) -> Snapshot<'_> {
-        Snapshot { engine: self }
     }
 
     /// Number of correlationIds a snapshot would hold (finished and pending).

@@ -176,100 +176,69 @@ WHERE p.id = u.id AND p.owner = u.owner AND p.state = 0
   AND EXISTS (SELECT 1 FROM payroute_workers w WHERE w.id = u.owner AND w.lease_until > now())
 RETURNING p.id, p.owner";
 
+/// The four statements' columns of a group, in the order they run.
+#[derive(Default)]
+struct Group {
+    released: Columns,
+    recorded: Columns,
+    rejected: Columns,
+    sent: Columns,
+    facts: u64,
+}
+
+impl Group {
+    fn of(jobs: &[Job]) -> Group {
+        let mut g = Group::default();
+        for job in jobs {
+            let me = job.incarnation;
+            for f in &job.facts {
+                g.facts += 1;
+                match *f {
+                    Fact::Released { id, processor } => g.released.push(id, me, processor, 0, 0),
+                    Fact::Recorded {
+                        id,
+                        processor,
+                        requested_at,
+                        amount,
+                    } => g.recorded.push(id, me, processor, requested_at.0, amount.0),
+                    Fact::Rejected { id, processor } => g.rejected.push(id, me, processor, 0, 0),
+                    Fact::Sent {
+                        id,
+                        processor,
+                        requested_at,
+                    } => g.sent.push(id, me, processor, requested_at.0, 0),
+                }
+            }
+        }
+        g
+    }
+}
+
 /// Commits a group in one transaction: outcomes first (each is older than any send of
 /// the same payment in the group), then the fenced sends. Returns the (owner, id) of
 /// the sends that may leave.
 async fn commit(
     db: &Db,
-    group: &[Job],
+    jobs: &[Job],
     stats: &WriterStats,
 ) -> Result<HashSet<(Uuid, Uuid)>, LedgerError> {
-    let (mut released, mut recorded, mut rejected, mut sent) = (
-        Columns::default(),
-        Columns::default(),
-        Columns::default(),
-        Columns::default(),
-    );
-    let mut n = 0u64;
-    for job in group {
-        for f in &job.facts {
-            n += 1;
-            let me = job.incarnation;
-            match *f {
-                Fact::Released { id, processor } => released.push(id, me, processor, 0, 0),
-                Fact::Recorded {
-                    id,
-                    processor,
-                    requested_at,
-                    amount,
-                } => recorded.push(id, me, processor, requested_at.0, amount.0),
-                Fact::Rejected { id, processor } => rejected.push(id, me, processor, 0, 0),
-                Fact::Sent {
-                    id,
-                    processor,
-                    requested_at,
-                } => sent.push(id, me, processor, requested_at.0, 0),
-            }
-        }
-    }
+    let g = Group::of(jobs);
     let client = db.client().await?;
-    let mut statements = 2u64;
     client
         .batch_execute("BEGIN")
         .await
         .map_err(err("beginning a transaction"))?;
-    let body = async {
-        if !released.ids.is_empty() {
-            statements += 1;
-            client
-                .execute(RELEASE, &[&released.ids, &released.owners, &released.procs])
-                .await
-                .map_err(err("writing released timestamps"))?;
-        }
-        if !recorded.ids.is_empty() {
-            statements += 1;
-            client
-                .execute(
-                    RECORD,
-                    &[
-                        &recorded.ids,
-                        &recorded.procs,
-                        &recorded.times,
-                        &recorded.amounts,
-                    ],
-                )
-                .await
-                .map_err(err("writing recorded payments"))?;
-        }
-        if !rejected.ids.is_empty() {
-            statements += 1;
-            client
-                .execute(REJECT, &[&rejected.ids, &rejected.procs])
-                .await
-                .map_err(err("writing rejected payments"))?;
-        }
-        let mut owned = HashSet::new();
-        if !sent.ids.is_empty() {
-            statements += 1;
-            let rows = client
-                .query(SEND, &[&sent.ids, &sent.owners, &sent.procs, &sent.times])
-                .await
-                .map_err(err("writing the sends' timestamps"))?;
-            for r in rows {
-                owned.insert((r.get::<_, Uuid>(1), r.get::<_, Uuid>(0)));
-            }
-        }
-        Ok::<_, LedgerError>(owned)
-    };
-    match body.await {
-        Ok(owned) => {
+    match statements(&client, &g).await {
+        Ok((owned, statements)) => {
             client
                 .batch_execute("COMMIT")
                 .await
                 .map_err(err("committing"))?;
             stats.transactions.fetch_add(1, Ordering::Relaxed);
-            stats.statements.fetch_add(statements, Ordering::Relaxed);
-            stats.facts.fetch_add(n, Ordering::Relaxed);
+            stats
+                .statements
+                .fetch_add(statements + 2, Ordering::Relaxed);
+            stats.facts.fetch_add(g.facts, Ordering::Relaxed);
             Ok(owned)
         }
         Err(e) => {
@@ -277,4 +246,50 @@ async fn commit(
             Err(e)
         }
     }
+}
+
+/// The group's statements, inside its transaction. Returns the owned sends and how
+/// many statements ran.
+async fn statements(
+    client: &tokio_postgres::Client,
+    g: &Group,
+) -> Result<(HashSet<(Uuid, Uuid)>, u64), LedgerError> {
+    let mut n = 0u64;
+    if !g.released.ids.is_empty() {
+        n += 1;
+        let r = &g.released;
+        client
+            .execute(RELEASE, &[&r.ids, &r.owners, &r.procs])
+            .await
+            .map_err(err("writing released timestamps"))?;
+    }
+    if !g.recorded.ids.is_empty() {
+        n += 1;
+        let r = &g.recorded;
+        client
+            .execute(RECORD, &[&r.ids, &r.procs, &r.times, &r.amounts])
+            .await
+            .map_err(err("writing recorded payments"))?;
+    }
+    if !g.rejected.ids.is_empty() {
+        n += 1;
+        let r = &g.rejected;
+        client
+            .execute(REJECT, &[&r.ids, &r.procs])
+            .await
+            .map_err(err("writing rejected payments"))?;
+    }
+    let mut owned = HashSet::new();
+    if !g.sent.ids.is_empty() {
+        n += 1;
+        let r = &g.sent;
+        let rows = client
+            .query(SEND, &[&r.ids, &r.owners, &r.procs, &r.times])
+            .await
+            .map_err(err("writing the sends' timestamps"))?;
+        for row in rows {
+            owned.insert((row.get::<_, Uuid>(1), row.get::<_, Uuid>(0)));
+        }
+    }
+    Ok((owned, n))
 }
