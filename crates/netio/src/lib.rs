@@ -2,8 +2,17 @@
 //! socket, binding with `SO_REUSEPORT` (so two api processes can share :9999), and one
 //! hyper HTTP/1.1 keep-alive serving loop with connection and header limits.
 //!
+//! The pieces of a hand-written server that will replace hyper's, pure for now:
+//! [`request`] (the head, parsed by `httparse`, and the body's framing), [`chunked`]
+//! bodies, [`response`] encoding and the [`date`] field.
+//!
 //! Architecture invariant: nothing here knows about payments; it moves bytes and
 //! enforces limits.
+
+pub mod chunked;
+pub mod date;
+pub mod request;
+pub mod response;
 
 use bytes::Bytes;
 use http::{header, Request, Response, StatusCode};
