@@ -4,13 +4,15 @@
 //!
 //! The pieces of a hand-written server that will replace hyper's, pure for now:
 //! [`request`] (the head, parsed by `httparse`, and the body's framing), [`chunked`]
-//! bodies, [`response`] encoding and the [`date`] field.
+//! bodies, [`response`] encoding and the [`date`] field; and the connection cap a
+//! process's memory limit allows ([`memory`]).
 //!
 //! Architecture invariant: nothing here knows about payments; it moves bytes and
 //! enforces limits.
 
 pub mod chunked;
 pub mod date;
+pub mod memory;
 pub mod request;
 pub mod response;
 
