@@ -17,7 +17,7 @@ mod common;
 const CONNECTIONS: usize = 400;
 
 /// Bound on what one idle connection may cost the server, in bytes of resident memory.
-const BOUND: usize = 32 * 1024;
+const BOUND: usize = 4 * 1024;
 
 fn rss_bytes() -> usize {
     let statm = std::fs::read_to_string("/proc/self/statm").expect("Linux /proc");
