@@ -384,26 +384,26 @@ impl AcceptState {
 
 fn log_plan(plan: &Plan, explicit: usize) {
     let mib = |b: u64| b as f64 / f64::from(1 << 20);
+    let files = plan.files_cap.map_or_else(
+        || "no open-file limit".to_string(),
+        |n| format!("{n} by open files"),
+    );
     match &plan.env.limit {
         Some(l) => tracing::info!(
             cap = plan.cap,
             "connection cap {}: memory limit {:.1} MiB ({}), {:.1} MiB resident at start, \
-             {} bytes per connection: {} connections; --max-connections {explicit}; \
-             open files: {:?}",
+             {} bytes per connection: {} connections; --max-connections {explicit}; {files}",
             plan.cap,
             mib(l.bytes),
             l.file.display(),
             mib(plan.env.base_rss),
             memory::USER_BYTES_PER_CONNECTION + memory::KERNEL_BYTES_PER_CONNECTION,
             plan.memory_cap.unwrap_or(0),
-            plan.files_cap,
         ),
         None => tracing::info!(
             cap = plan.cap,
-            "connection cap {}: no memory limit found; --max-connections {explicit}; \
-             open files: {:?}",
+            "connection cap {}: no memory limit found; --max-connections {explicit}; {files}",
             plan.cap,
-            plan.files_cap,
         ),
     }
 }
