@@ -36,7 +36,9 @@ pub struct Args {
           default_value_t = defaults().limits.max_header_bytes,
           value_parser = at_least(1024, "clients send a few hundred bytes of headers"))]
     pub max_header_bytes: usize,
-    /// Client connections served at once; more are closed on arrival.
+    /// Client connections served at once, at most. The api also derives a cap from its
+    /// cgroup memory limit and its open-file limit, and serves the smallest; beyond it,
+    /// new connections get 503 and are closed.
     #[arg(long, env = "PAYROUTE_MAX_CONNECTIONS",
           default_value_t = defaults().limits.max_connections,
           value_parser = at_least(1, "no client could connect"))]
@@ -91,6 +93,8 @@ pub struct Config {
     /// The workers, tried in turn.
     pub workers: Vec<WorkerAddr>,
     pub max_body_bytes: usize,
+    /// The HTTP server's limits; its body limit and timeout are the two fields of
+    /// this struct, which [`crate::serve`] copies in.
     pub limits: ServeLimits,
     pub body_timeout: Duration,
     pub worker_timeout: Duration,
@@ -101,15 +105,21 @@ pub struct Config {
 impl Config {
     /// The defaults, reaching one worker at the Unix socket `worker_socket`.
     pub fn new(worker_socket: PathBuf) -> Config {
+        // A payment is about 80 bytes; 4 KiB leaves room for any formatting and refuses
+        // floods early (413).
+        let max_body_bytes = 4096;
+        // A client that sent its head has its body ready: 10 s is generous and still
+        // frees the connection of a stalled one.
+        let body_timeout = Duration::from_secs(10);
         Config {
             workers: vec![WorkerAddr::Unix(worker_socket)],
-            // A payment is about 80 bytes; 4 KiB leaves room for any formatting and
-            // refuses floods early (413).
-            max_body_bytes: 4096,
-            limits: ServeLimits::default(),
-            // A client that sent its head has its body ready: 10 s is generous and
-            // still frees the connection of a stalled one.
-            body_timeout: Duration::from_secs(10),
+            max_body_bytes,
+            limits: ServeLimits {
+                max_body_bytes,
+                body_timeout,
+                ..ServeLimits::default()
+            },
+            body_timeout,
             // The worker answers from memory in microseconds; a second means it is
             // stuck or gone, and the client is better told (503) than kept waiting.
             worker_timeout: Duration::from_secs(1),
@@ -118,6 +128,7 @@ impl Config {
     }
 
     pub fn from_args(a: &Args) -> Config {
+        let body_timeout = Duration::from_millis(a.body_timeout_ms);
         Config {
             workers: a.worker_socket.clone(),
             max_body_bytes: a.max_body_bytes,
@@ -125,8 +136,10 @@ impl Config {
                 max_connections: a.max_connections,
                 max_header_bytes: a.max_header_bytes,
                 header_timeout: Duration::from_secs(a.header_timeout_secs),
+                max_body_bytes: a.max_body_bytes,
+                body_timeout,
             },
-            body_timeout: Duration::from_millis(a.body_timeout_ms),
+            body_timeout,
             worker_timeout: Duration::from_millis(a.worker_timeout_ms),
             admin_token: a.admin_token.clone(),
         }

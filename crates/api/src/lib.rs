@@ -7,68 +7,32 @@
 //! payments comes from the worker.
 
 pub mod config;
+mod metrics;
 pub mod worker_client;
 
 pub use config::{Args, Config};
 
 use anyhow::Context;
-use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
+use http::{Method, StatusCode};
 use ipc::SubmitStatus;
-use model::metrics::{Exposition, Histogram};
+use metrics::{ApiMetrics, Route};
+use model::metrics::Exposition;
 use model::{PaymentRequest, SummaryQuery};
-use netio::{Body, CancellationToken, ListenAddr, Listener};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use netio::{
+    CancellationToken, Handler, ListenAddr, Listener, Refusal, Request, Response, ServeLimits,
+    ServerStats,
+};
+use std::sync::Arc;
+use std::time::Instant;
 use worker_client::{WorkerClient, WorkerError};
 
-/// Routes, for metrics.
-#[derive(Debug, Clone, Copy)]
-enum Route {
-    Payments,
-    Summary,
-    Purge,
-    Health,
-    Metrics,
-    Other,
-}
-
-const ROUTES: [Route; 6] = [
-    Route::Payments,
-    Route::Summary,
-    Route::Purge,
-    Route::Health,
-    Route::Metrics,
-    Route::Other,
-];
-
-impl Route {
-    fn name(self) -> &'static str {
-        match self {
-            Route::Payments => "payments",
-            Route::Summary => "payments_summary",
-            Route::Purge => "purge_payments",
-            Route::Health => "health",
-            Route::Metrics => "metrics",
-            Route::Other => "other",
-        }
-    }
-}
-
-/// Status classes counted per route: 2xx, 4xx, 5xx.
-#[derive(Default)]
-struct ApiMetrics {
-    latency: [Histogram; 6],
-    by_class: [[u64; 3]; 6],
-}
-
-struct State {
+/// The api's handler: what every request may use.
+struct Api {
     worker: WorkerClient,
     max_body: usize,
-    body_timeout: Duration,
     admin_token: Option<String>,
-    metrics: Mutex<ApiMetrics>,
+    metrics: ApiMetrics,
+    server: Arc<ServerStats>,
 }
 
 /// Serves the API on a bound listener until `shutdown` is cancelled.
@@ -77,18 +41,21 @@ pub async fn serve(
     listener: Listener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let state = Arc::new(State {
+    // Bodies are read by the server, within the api's limits.
+    let limits = ServeLimits {
+        max_body_bytes: config.max_body_bytes,
+        body_timeout: config.body_timeout,
+        ..config.limits.clone()
+    };
+    let server = netio::Server::new(limits);
+    let api = Api {
         worker: WorkerClient::new(config.workers.clone(), config.worker_timeout),
         max_body: config.max_body_bytes,
-        body_timeout: config.body_timeout,
         admin_token: config.admin_token.clone(),
-        metrics: Mutex::new(ApiMetrics::default()),
-    });
-    let handler = move |req: Request<Incoming>| {
-        let state = state.clone();
-        async move { handle(&state, req).await }
+        metrics: ApiMetrics::default(),
+        server: server.stats(),
     };
-    netio::serve(listener, config.limits, handler, shutdown).await;
+    server.serve(listener, api, shutdown).await;
     Ok(())
 }
 
@@ -111,196 +78,152 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     })
 }
 
-async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
-    let started = Instant::now();
-    let (route, resp) = dispatch(state, req).await;
-    let elapsed = started.elapsed().as_secs_f64();
-    let class = match resp.status().as_u16() {
-        200..=399 => 0,
-        400..=499 => 1,
-        _ => 2,
-    };
-    if let Ok(mut m) = state.metrics.lock() {
-        m.latency[route as usize].observe(elapsed);
-        m.by_class[route as usize][class] += 1;
+impl Handler for Api {
+    async fn call(&self, req: &Request<'_>) -> Response {
+        let started = Instant::now();
+        let (route, resp) = self.dispatch(req).await;
+        self.metrics
+            .observe(route, resp.status.as_u16(), started.elapsed());
+        resp
     }
-    resp
-}
 
-async fn dispatch(state: &State, req: Request<Incoming>) -> (Route, Response<Body>) {
-    let path = req.uri().path();
-    match (req.method(), path) {
-        (&Method::POST, "/payments") => (Route::Payments, post_payment(state, req).await),
-        (&Method::GET, "/payments-summary") => {
-            let query = req.uri().query().unwrap_or("");
-            (Route::Summary, summary(state, query).await)
+    /// The server reads bodies; its refusals keep the api's wording.
+    fn refusal(&self, refusal: Refusal) -> Response {
+        match refusal {
+            Refusal::BodyTimeout => netio::json(
+                StatusCode::REQUEST_TIMEOUT,
+                r#"{"error":"body not received in time","field":"body"}"#,
+            ),
+            Refusal::BodyTooLarge { limit } => netio::json(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(r#"{{"error":"body is larger than {limit} bytes","field":"body"}}"#),
+            ),
+            other => other.response(),
         }
-        (&Method::POST, "/purge-payments") => {
-            let token = req.headers().get("x-payroute-token").cloned();
-            (Route::Purge, purge(state, token.as_ref()).await)
-        }
-        (&Method::GET, "/health") => (Route::Health, health(state).await),
-        (&Method::GET, "/metrics") => (Route::Metrics, metrics(state).await),
-        (_, "/payments" | "/payments-summary" | "/purge-payments" | "/health" | "/metrics") => (
-            Route::Other,
-            netio::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
-        ),
-        _ => (
-            Route::Other,
-            netio::error(StatusCode::NOT_FOUND, "not found"),
-        ),
     }
 }
 
-fn worker_down(e: WorkerError) -> Response<Body> {
+impl Api {
+    async fn dispatch(&self, req: &Request<'_>) -> (Route, Response) {
+        match (req.method, req.path) {
+            (&Method::POST, "/payments") => (Route::Payments, self.post_payment(req.body).await),
+            (&Method::GET, "/payments-summary") => (Route::Summary, self.summary(req.query).await),
+            (&Method::POST, "/purge-payments") => {
+                let token = req.header("x-payroute-token");
+                (Route::Purge, self.purge(token).await)
+            }
+            (&Method::GET, "/health") => (Route::Health, self.health().await),
+            (&Method::GET, "/metrics") => (Route::Metrics, self.metrics().await),
+            (_, "/payments" | "/payments-summary" | "/purge-payments" | "/health" | "/metrics") => {
+                (
+                    Route::Other,
+                    netio::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+                )
+            }
+            _ => (
+                Route::Other,
+                netio::error(StatusCode::NOT_FOUND, "not found"),
+            ),
+        }
+    }
+
+    async fn post_payment(&self, body: &[u8]) -> Response {
+        debug_assert!(body.len() <= self.max_body, "the server enforces the limit");
+        let payment = match PaymentRequest::parse(body) {
+            Ok(p) => p,
+            Err(e) => return netio::json(StatusCode::BAD_REQUEST, e.to_json()),
+        };
+        match self
+            .worker
+            .submit(payment.correlation_id, payment.amount)
+            .await
+        {
+            Ok(SubmitStatus::Accepted) => netio::empty(StatusCode::ACCEPTED),
+            Ok(SubmitStatus::Duplicate) => {
+                netio::json(StatusCode::OK, r#"{"message":"payment already accepted"}"#)
+            }
+            Ok(SubmitStatus::Conflict) => netio::json(
+                StatusCode::CONFLICT,
+                r#"{"error":"correlationId was already accepted with another amount","field":"correlationId"}"#,
+            ),
+            Ok(SubmitStatus::QueueFull) => netio::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "queue is full, try again later",
+            ),
+            Ok(SubmitStatus::Unavailable) => netio::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "payments cannot be stored durably right now, try again later",
+            ),
+            Err(e) => worker_down(e),
+        }
+    }
+
+    async fn summary(&self, query: &str) -> Response {
+        let q = match SummaryQuery::parse(query) {
+            Ok(q) => q,
+            Err(e) => return netio::json(StatusCode::BAD_REQUEST, e.to_json()),
+        };
+        match self.worker.summary(q).await {
+            Ok(s) => netio::json(StatusCode::OK, s.to_json()),
+            Err(e) => worker_down(e),
+        }
+    }
+
+    async fn purge(&self, token: Option<&[u8]>) -> Response {
+        if !may_purge(self.admin_token.as_deref(), token) {
+            return netio::error(
+                StatusCode::UNAUTHORIZED,
+                "purging needs the X-Payroute-Token header with the admin token",
+            );
+        }
+        match self.worker.purge().await {
+            Ok(()) => netio::json(StatusCode::OK, r#"{"message":"All payments purged."}"#),
+            Err(e) => worker_down(e),
+        }
+    }
+
+    async fn health(&self) -> Response {
+        match self.worker.health().await {
+            Ok(json) => netio::json(StatusCode::OK, json),
+            Err(e) => netio::json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    r#"{{"status":"unavailable","error":{}}}"#,
+                    netio::json_string(&e.to_string())
+                ),
+            ),
+        }
+    }
+
+    async fn metrics(&self) -> Response {
+        let mut x = Exposition::new();
+        self.metrics.render(&mut x);
+        metrics::render_server(&mut x, &self.server);
+        let worker_up = match self.worker.metrics().await {
+            Ok(text) => {
+                x.raw(&text);
+                1.0
+            }
+            Err(_) => 0.0,
+        };
+        x.family(
+            "payroute_worker_up",
+            "gauge",
+            "1 when this api instance reaches the worker.",
+        )
+        .sample("payroute_worker_up", "", worker_up);
+        netio::with_type(StatusCode::OK, "text/plain; version=0.0.4", x.finish())
+    }
+}
+
+fn worker_down(e: WorkerError) -> Response {
     netio::error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
 }
 
-async fn post_payment(state: &State, req: Request<Incoming>) -> Response<Body> {
-    let read = tokio::time::timeout(state.body_timeout, netio::read_body(req, state.max_body));
-    let body = match read.await {
-        Err(_) => {
-            return netio::json(
-                StatusCode::REQUEST_TIMEOUT,
-                Bytes::from_static(br#"{"error":"body not received in time","field":"body"}"#),
-            )
-        }
-        Ok(Ok(b)) => b,
-        Ok(Err(netio::BodyError::TooLarge)) => {
-            return netio::json(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    r#"{{"error":"body is larger than {} bytes","field":"body"}}"#,
-                    state.max_body
-                ),
-            )
-        }
-        Ok(Err(netio::BodyError::Io)) => {
-            return netio::error(StatusCode::BAD_REQUEST, "body could not be read")
-        }
-    };
-    let payment = match PaymentRequest::parse(&body) {
-        Ok(p) => p,
-        Err(e) => return netio::json(StatusCode::BAD_REQUEST, e.to_json()),
-    };
-    match state
-        .worker
-        .submit(payment.correlation_id, payment.amount)
-        .await
-    {
-        Ok(SubmitStatus::Accepted) => netio::empty(StatusCode::ACCEPTED),
-        Ok(SubmitStatus::Duplicate) => netio::json(
-            StatusCode::OK,
-            Bytes::from_static(br#"{"message":"payment already accepted"}"#),
-        ),
-        Ok(SubmitStatus::Conflict) => netio::json(
-            StatusCode::CONFLICT,
-            Bytes::from_static(
-                br#"{"error":"correlationId was already accepted with another amount","field":"correlationId"}"#,
-            ),
-        ),
-        Ok(SubmitStatus::QueueFull) => netio::error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "queue is full, try again later",
-        ),
-        Ok(SubmitStatus::Unavailable) => netio::error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "payments cannot be stored durably right now, try again later",
-        ),
-        Err(e) => worker_down(e),
-    }
-}
-
-async fn summary(state: &State, query: &str) -> Response<Body> {
-    let q = match SummaryQuery::parse(query) {
-        Ok(q) => q,
-        Err(e) => return netio::json(StatusCode::BAD_REQUEST, e.to_json()),
-    };
-    match state.worker.summary(q).await {
-        Ok(s) => netio::json(StatusCode::OK, s.to_json()),
-        Err(e) => worker_down(e),
-    }
-}
-
 /// Whether a request may purge: always when no admin token is set, else only with it.
-fn may_purge(expected: Option<&str>, given: Option<&http::HeaderValue>) -> bool {
+fn may_purge(expected: Option<&str>, given: Option<&[u8]>) -> bool {
     match expected {
         None => true,
-        Some(token) => given.is_some_and(|g| g.as_bytes() == token.as_bytes()),
+        Some(token) => given.is_some_and(|g| g == token.as_bytes()),
     }
-}
-
-async fn purge(state: &State, token: Option<&http::HeaderValue>) -> Response<Body> {
-    if !may_purge(state.admin_token.as_deref(), token) {
-        return netio::error(
-            StatusCode::UNAUTHORIZED,
-            "purging needs the X-Payroute-Token header with the admin token",
-        );
-    }
-    match state.worker.purge().await {
-        Ok(()) => netio::json(
-            StatusCode::OK,
-            Bytes::from_static(br#"{"message":"All payments purged."}"#),
-        ),
-        Err(e) => worker_down(e),
-    }
-}
-
-async fn health(state: &State) -> Response<Body> {
-    match state.worker.health().await {
-        Ok(json) => netio::json(StatusCode::OK, json),
-        Err(e) => netio::json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                r#"{{"status":"unavailable","error":{}}}"#,
-                netio::json_string(&e.to_string())
-            ),
-        ),
-    }
-}
-
-async fn metrics(state: &State) -> Response<Body> {
-    let mut x = Exposition::new();
-    if let Ok(m) = state.metrics.lock() {
-        x.family(
-            "payroute_http_requests_total",
-            "counter",
-            "HTTP requests answered by this api instance.",
-        );
-        for r in ROUTES {
-            for (i, class) in ["2xx", "4xx", "5xx"].iter().enumerate() {
-                x.sample(
-                    "payroute_http_requests_total",
-                    &format!("route=\"{}\",class=\"{class}\"", r.name()),
-                    m.by_class[r as usize][i] as f64,
-                );
-            }
-        }
-        x.family(
-            "payroute_http_request_duration_seconds",
-            "histogram",
-            "Time from a request's head to its answer, in this api instance.",
-        );
-        for r in ROUTES {
-            x.histogram(
-                "payroute_http_request_duration_seconds",
-                &format!("route=\"{}\"", r.name()),
-                &m.latency[r as usize],
-            );
-        }
-    }
-    let worker_up = match state.worker.metrics().await {
-        Ok(text) => {
-            x.raw(&text);
-            1.0
-        }
-        Err(_) => 0.0,
-    };
-    x.family(
-        "payroute_worker_up",
-        "gauge",
-        "1 when this api instance reaches the worker.",
-    )
-    .sample("payroute_worker_up", "", worker_up);
-    netio::with_type(StatusCode::OK, "text/plain; version=0.0.4", x.finish())
 }

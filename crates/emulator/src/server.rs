@@ -4,10 +4,8 @@ use crate::limit::{InFlight, Refused, Windows};
 use crate::store::{Insert, Store, Stored};
 use crate::wire::{self, Fee, InputError, Payment, SummaryBounds};
 use crate::Config;
-use bytes::Bytes;
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
-use netio::{Body, CancellationToken, Listener, ServeLimits};
+use http::{Method, StatusCode};
+use netio::{CancellationToken, Handler, Listener, Refusal, Request, Response, ServeLimits};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -90,12 +88,11 @@ impl Emulator {
             let (em, stop) = (self.clone(), shutdown.clone());
             tokio::spawn(async move { em.health.run_clock(stop).await })
         });
-        let em = self.clone();
-        let handler = move |req: Request<Incoming>| {
-            let em = em.clone();
-            async move { em.handle(req).await }
+        let limits = ServeLimits {
+            max_body_bytes: MAX_BODY_BYTES,
+            ..ServeLimits::default()
         };
-        netio::serve(listener, ServeLimits::default(), handler, shutdown).await;
+        netio::serve(listener, limits, Served(self.clone()), shutdown).await;
         if let Some(clock) = clock {
             let _ = clock.await;
         }
@@ -123,52 +120,49 @@ impl Emulator {
         self.store.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn token_matches(&self, req: &Request<Incoming>) -> bool {
+    fn token_matches(&self, req: &Request<'_>) -> bool {
         let token = self.token.lock().unwrap_or_else(|p| p.into_inner());
-        req.headers()
-            .get(TOKEN_HEADER)
-            .is_some_and(|v| v.as_bytes() == token.as_bytes())
+        req.header(TOKEN_HEADER)
+            .is_some_and(|v| v == token.as_bytes())
     }
 
-    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
-        let route = match route(req.method(), req.uri().path()) {
+    async fn handle(self: &Arc<Self>, req: &Request<'_>) -> Response {
+        let route = match route(req.method, req.path) {
             Ok(r) => r,
             Err(RouteError::NotFound) => {
                 return netio::error(StatusCode::NOT_FOUND, "no such route");
             }
             Err(RouteError::MethodNotAllowed(allow)) => {
-                let mut r = netio::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-                r.headers_mut()
-                    .insert(header::ALLOW, HeaderValue::from_static(allow));
-                return r;
+                return netio::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+                    .with_header("allow", allow);
             }
         };
-        if route.is_admin() && !self.token_matches(&req) {
+        if route.is_admin() && !self.token_matches(req) {
             return netio::error(
                 StatusCode::UNAUTHORIZED,
                 "missing or wrong X-Rinha-Token header",
             );
         }
         match route {
-            Route::PostPayment => self.post_payment(req).await,
+            Route::PostPayment => self.clone().post_payment(req.body).await,
             Route::Health => self.service_health().await,
             Route::GetPayment(id) => self.get_payment(&id),
-            Route::Summary => self.summary(req.uri().query().unwrap_or("")),
-            Route::SetToken => match read_body_as(req, wire::parse_token).await {
+            Route::Summary => self.summary(req.query),
+            Route::SetToken => match parse_body(req.body, wire::parse_token) {
                 Ok(t) => {
                     *self.token.lock().unwrap_or_else(|p| p.into_inner()) = t;
                     netio::empty(StatusCode::NO_CONTENT)
                 }
                 Err(e) => e.into_response(),
             },
-            Route::SetDelay => match read_body_as(req, wire::parse_delay).await {
+            Route::SetDelay => match parse_body(req.body, wire::parse_delay) {
                 Ok(ms) => {
                     let was = self.delay_ms.swap(ms, Ordering::Relaxed);
                     config_changed("delay", was, ms)
                 }
                 Err(e) => e.into_response(),
             },
-            Route::SetFailure => match read_body_as(req, wire::parse_failure).await {
+            Route::SetFailure => match parse_body(req.body, wire::parse_failure) {
                 Ok(on) => {
                     let was = self.failure.swap(on, Ordering::Relaxed);
                     config_changed("failure", was, on)
@@ -187,26 +181,21 @@ impl Emulator {
     /// failure flag, read **after** the delay (the official `MaybeSimulateFailure`
     /// filter runs inside `MaybeSimulateDelay`); the insert.
     ///
-    /// The body is read before the limiter (its bytes are already on the way, and
-    /// reading them after would make "past the limiter" span an `.await`); it is
-    /// parsed after, so a full limiter answers 429 whatever the body.
+    /// The body is read (by the server) before the limiter; it is parsed after, so a
+    /// full limiter answers 429 whatever the body.
     ///
     /// Everything after the limiter runs in its own task holding the permit, so a
     /// client that disconnects during the delay does not cancel it: its payment is
     /// still stored, as the official one stores it. Without a delay there is no await
     /// point left to cancel at, so the work runs inline and skips the spawn.
-    async fn post_payment(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
-        let body = match read_body(req).await {
-            Ok(b) => b,
-            Err(e) => return e.into_response(),
-        };
+    async fn post_payment(self: Arc<Self>, body: &[u8]) -> Response {
         let permit = match self.in_flight.acquire().await {
             Ok(p) => p,
             Err(Refused) => return too_many_requests(&self.health),
         };
-        let payment = match Payment::parse(&body) {
+        let payment = match Payment::parse(body) {
             Ok(p) => p,
-            Err(e) => return Refusal::Input(e).into_response(),
+            Err(e) => return BadInput(e).into_response(),
         };
         let delay = self.delay_ms.load(Ordering::Relaxed);
         if delay == 0 {
@@ -225,7 +214,7 @@ impl Emulator {
         }
     }
 
-    fn finish_payment(&self, p: Payment) -> Response<Body> {
+    fn finish_payment(&self, p: Payment) -> Response {
         if self.failure.load(Ordering::Relaxed) {
             return netio::error(StatusCode::INTERNAL_SERVER_ERROR, "simulated failure");
         }
@@ -247,7 +236,7 @@ impl Emulator {
 
     /// `GET /payments/service-health`, behind the window limiter. The answer reflects
     /// the configuration when the caller gets through, not when it arrived.
-    async fn service_health(&self) -> Response<Body> {
+    async fn service_health(&self) -> Response {
         if self.health.acquire().await.is_err() {
             return too_many_requests(&self.health);
         }
@@ -259,7 +248,7 @@ impl Emulator {
         netio::json(StatusCode::OK, body)
     }
 
-    fn get_payment(&self, id: &str) -> Response<Body> {
+    fn get_payment(&self, id: &str) -> Response {
         let Some(id) = wire::parse_uuid(id) else {
             return netio::error(StatusCode::BAD_REQUEST, "the payment id must be a UUID");
         };
@@ -277,10 +266,10 @@ impl Emulator {
         }
     }
 
-    fn summary(&self, query: &str) -> Response<Body> {
+    fn summary(&self, query: &str) -> Response {
         let bounds = match SummaryBounds::parse(query) {
             Ok(b) => b,
-            Err(e) => return Refusal::Input(e).into_response(),
+            Err(e) => return BadInput(e).into_response(),
         };
         let t = self.store().totals(bounds.window());
         netio::json(
@@ -296,68 +285,55 @@ impl Emulator {
     }
 }
 
-/// A request refused before any work: becomes a 4XX with a JSON error. Kept small
-/// (a response is built only at the end) so `Result`s of it stay cheap to move.
-#[derive(Debug)]
-enum Refusal {
-    /// A field or the document is invalid: 400 naming it.
-    Input(InputError),
-    /// Over [`MAX_BODY_BYTES`]: 413.
-    TooLarge,
-    /// The connection failed while the body was read: 400.
-    Unreadable,
-}
+/// The server's side of the emulator.
+struct Served(Arc<Emulator>);
 
-impl Refusal {
-    fn into_response(self) -> Response<Body> {
-        match self {
-            Refusal::Input(e) => netio::json(StatusCode::BAD_REQUEST, e.to_json()),
-            Refusal::TooLarge => netio::error(
+impl Handler for Served {
+    async fn call(&self, req: &Request<'_>) -> Response {
+        self.0.handle(req).await
+    }
+
+    fn refusal(&self, refusal: Refusal) -> Response {
+        match refusal {
+            Refusal::BodyTooLarge { .. } => netio::error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body too large (at most 16 KiB)",
             ),
-            Refusal::Unreadable => netio::error(StatusCode::BAD_REQUEST, "could not read the body"),
+            other => other.response(),
         }
     }
 }
 
-async fn read_body(req: Request<Incoming>) -> Result<Bytes, Refusal> {
-    netio::read_body(req, MAX_BODY_BYTES)
-        .await
-        .map_err(|e| match e {
-            netio::BodyError::TooLarge => Refusal::TooLarge,
-            netio::BodyError::Io => Refusal::Unreadable,
-        })
+/// A body that does not parse: 400 naming the field.
+#[derive(Debug)]
+struct BadInput(InputError);
+
+impl BadInput {
+    fn into_response(self) -> Response {
+        netio::json(StatusCode::BAD_REQUEST, self.0.to_json())
+    }
 }
 
-/// Reads the body and parses it with `parse`.
-async fn read_body_as<T>(
-    req: Request<Incoming>,
-    parse: fn(&[u8]) -> Result<T, InputError>,
-) -> Result<T, Refusal> {
-    let body = read_body(req).await?;
-    parse(&body).map_err(Refusal::Input)
+/// Parses a body with `parse`.
+fn parse_body<T>(body: &[u8], parse: fn(&[u8]) -> Result<T, InputError>) -> Result<T, BadInput> {
+    parse(body).map_err(BadInput)
 }
 
 /// The official rejection of both limiters: 429 with `Retry-After` set to the health
 /// window in seconds (one `OnRejected` serves both).
-fn too_many_requests(health: &Windows) -> Response<Body> {
-    let mut r = netio::error(
+fn too_many_requests(health: &Windows) -> Response {
+    netio::error(
         StatusCode::TOO_MANY_REQUESTS,
         "too many requests, try again later",
-    );
-    r.headers_mut().insert(
-        header::RETRY_AFTER,
-        HeaderValue::from(health.retry_after_secs()),
-    );
-    r
+    )
+    .with_header("retry-after", health.retry_after_secs().to_string())
 }
 
 fn config_changed(
     config: &str,
     was: impl std::fmt::Display,
     is: impl std::fmt::Display,
-) -> Response<Body> {
+) -> Response {
     netio::json(
         StatusCode::OK,
         format!(r#"{{"config":"{config}","was":{was},"is":{is}}}"#),
