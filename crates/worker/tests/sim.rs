@@ -45,6 +45,10 @@ struct MemJournal {
     buf: Vec<Record>,
     synced: usize,
     full: bool,
+    /// Besides `full`, each write fails with this chance (per mille, a flaky disk),
+    /// drawn from its own generator so the world's draws stay as they were.
+    flaky: u64,
+    rng: u64,
 }
 
 impl Journal for MemJournal {
@@ -52,7 +56,13 @@ impl Journal for MemJournal {
         self.buf.push(*r);
     }
     fn write(&mut self) -> std::io::Result<()> {
-        if self.full {
+        let flake = self.flaky > 0 && {
+            let mut r = Rng(self.rng);
+            let hit = r.chance(self.flaky);
+            self.rng = r.0;
+            hit
+        };
+        if self.full || flake {
             self.buf.clear();
             return Err(std::io::Error::other("no space left on device"));
         }
@@ -193,7 +203,16 @@ impl World {
             seq: 0,
             events: BinaryHeap::new(),
             slab: Vec::new(),
-            core: Core::new(Engine::new(cfg(seed)), MemJournal::default()),
+            core: Core::new(
+                Engine::new(cfg(seed)),
+                MemJournal {
+                    // A third of the seeds have a flaky disk: short failures between
+                    // any two writes.
+                    flaky: if seed % 3 == 0 { 50 + seed % 200 } else { 0 },
+                    rng: seed,
+                    ..MemJournal::default()
+                },
+            ),
             cfg: cfg(seed),
             epoch: 0,
             procs: rejects.map(|rejects| Proc {
@@ -797,6 +816,7 @@ fn simulate(seed: u64) -> Totals {
     // Heal: no more faults; everything must finish. A request held 30 s lands by then.
     w.chaos = false;
     w.core.journal.full = false;
+    w.core.journal.flaky = 0;
     for p in &mut w.procs {
         p.failing = false;
         p.delay_ms = 0;

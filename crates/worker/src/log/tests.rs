@@ -338,6 +338,7 @@ fn compaction_is_triggered_by_the_growth_since_the_last_snapshot() {
                 c.on_send_result(attempt, SendResult::Stored, now);
             }
         }
+        c.flush().unwrap();
         e = c.engine;
         log = c.journal;
         // The old rule, for comparison: more than twice the live payments.
