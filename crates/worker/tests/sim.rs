@@ -208,7 +208,11 @@ impl World {
                 MemJournal {
                     // A third of the seeds have a flaky disk: short failures between
                     // any two writes.
-                    flaky: if seed.is_multiple_of(3) { 50 + seed % 200 } else { 0 },
+                    flaky: if seed.is_multiple_of(3) {
+                        50 + seed % 200
+                    } else {
+                        0
+                    },
                     rng: seed,
                     ..MemJournal::default()
                 },
