@@ -159,19 +159,24 @@ impl WorkerClient {
     }
 
     /// Sends one request and waits for its reply, going round the workers until one
-    /// answers. Moving on after a timeout is safe only because several workers share a
-    /// ledger, which takes a payment once whichever worker is asked.
+    /// answers, or answers more than "my ledger is unreachable" (another worker may
+    /// reach it). Moving on after a timeout is safe only because several workers share
+    /// a ledger, which takes a payment once whichever worker is asked.
     async fn call(&self, req: Request) -> Result<Reply, WorkerError> {
         let n = self.lanes.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let mut last = WorkerError::Unreachable;
+        let mut last = Err(WorkerError::Unreachable);
         for k in 0..n {
             match self.call_one(&self.lanes[(start + k) % n], req).await {
+                Ok(Reply::Failed(why)) => last = Ok(Reply::Failed(why)),
+                Ok(Reply::Submit(SubmitStatus::Unavailable)) => {
+                    last = Ok(Reply::Submit(SubmitStatus::Unavailable));
+                }
                 Ok(r) => return Ok(r),
-                Err(e) => last = e,
+                Err(e) => last = Err(e),
             }
         }
-        Err(last)
+        last
     }
 
     async fn call_one(

@@ -110,6 +110,9 @@ pub struct PgLedger {
     polls: [AtomicBool; 2],
     /// Why the ledger is unreachable, while it is.
     problem: Mutex<Option<String>>,
+    /// Ids of accept statements that failed without an answer: they may have been
+    /// committed (the reply lost) and be this worker's without the engine knowing.
+    doubtful: Mutex<Vec<Uuid>>,
     stats: Stats,
     clock: Clock,
 }
@@ -162,6 +165,7 @@ impl PgLedger {
             upkeep: tokio::sync::Mutex::new(Upkeep::default()),
             polls: [AtomicBool::new(false), AtomicBool::new(false)],
             problem: Mutex::new(None),
+            doubtful: Mutex::new(Vec::new()),
             stats: Stats::default(),
             clock,
             cfg,
@@ -304,6 +308,12 @@ impl Ledger for PgLedger {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!("payments refused: {e}");
+                // The statement may have committed and only its answer been lost: the
+                // upkeep looks these ids up and adopts what is this worker's.
+                self.doubtful
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend_from_slice(&ids);
                 out[..take].fill(SubmitStatus::Unavailable);
                 return out;
             }

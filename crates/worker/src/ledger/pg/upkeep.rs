@@ -96,6 +96,61 @@ impl PgLedger {
         Ok(n)
     }
 
+    /// Adopts the payments of accept statements that failed without an answer but did
+    /// commit: rows of this incarnation, pending, that the engine never took. Without
+    /// this they would wait for this worker's lease to lapse (never, while it lives),
+    /// and a client's retry would be answered as a duplicate of a payment never sent.
+    async fn adopt_doubtful(&self) -> Result<usize, LedgerError> {
+        let ids: Vec<Uuid> =
+            std::mem::take(&mut *self.doubtful.lock().unwrap_or_else(|e| e.into_inner()));
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let me = self.me();
+        let c = match self.db.client().await {
+            Ok(c) => c,
+            Err(e) => {
+                self.doubtful
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend_from_slice(&ids);
+                return Err(e);
+            }
+        };
+        let rows = match c
+            .query(
+                "SELECT id, amount FROM payroute_payments
+                 WHERE id = ANY($1) AND owner = $2 AND state = 0 ORDER BY seq",
+                &[&ids, &me],
+            )
+            .await
+        {
+            Ok(rows) => rows,
+            Err(e) => {
+                self.doubtful
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend_from_slice(&ids);
+                return Err(err("looking up doubtful accepts")(e));
+            }
+        };
+        let mut e = self.engine();
+        let now = self.clock.now();
+        let mut n = 0;
+        for r in rows {
+            if e.adopt(r.get(0), Cents(r.get(1)), now) {
+                n += 1;
+            }
+        }
+        if n > 0 {
+            tracing::warn!(
+                payments = n,
+                "adopted payments whose accept was committed but its answer lost"
+            );
+        }
+        Ok(n)
+    }
+
     /// Takes or renews the health-poller lease of each processor.
     async fn health_leases(&self) -> Result<(), LedgerError> {
         let me = self.me();
@@ -168,6 +223,7 @@ impl PgLedger {
     pub(super) async fn upkeep_round(&self, up: &mut Upkeep) -> Result<bool, LedgerError> {
         let now = self.clock.now();
         let mut news = self.follow_purges(up).await?;
+        news |= self.adopt_doubtful().await? > 0;
         if up
             .last_heartbeat
             .is_none_or(|t| now.since(t) >= HEARTBEAT_EVERY)
