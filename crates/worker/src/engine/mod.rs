@@ -191,6 +191,12 @@ impl Engine {
             self.counters.refused_full += 1;
             return SubmitStatus::QueueFull;
         }
+        self.enqueue(id, amount, now);
+        SubmitStatus::Accepted
+    }
+
+    /// A newly accepted payment: remembered, pending, last in the ready queue.
+    fn enqueue(&mut self, id: Uuid, amount: Cents, now: Mono) {
         self.known.insert(id, Known::pending(amount));
         self.pending.insert(
             id,
@@ -205,7 +211,6 @@ impl Engine {
         self.next_seq += 1;
         self.ready.push_back(id);
         self.counters.accepted += 1;
-        SubmitStatus::Accepted
     }
 
     /// Takes a payment the shared ledger has just made this worker's (its duplicate
@@ -216,20 +221,7 @@ impl Engine {
             return false;
         }
         self.parked.remove(&id);
-        self.known.insert(id, Known::pending(amount));
-        self.pending.insert(
-            id,
-            Entry {
-                amount,
-                accepted: now,
-                seq: self.next_seq,
-                at: Default::default(),
-                tries: 0,
-            },
-        );
-        self.next_seq += 1;
-        self.ready.push_back(id);
-        self.counters.accepted += 1;
+        self.enqueue(id, amount, now);
         true
     }
 
