@@ -28,6 +28,8 @@
 //! - `start`: [`start`](fn@start) and [`start_with`], one function per role, using
 //!   `procs` (spawn, signal, `/proc`), `probe` (readiness) and `lbconf` (the nginx and
 //!   haproxy configs, made from the compose deployment's).
+//! - [`pgcluster`]: a throwaway PostgreSQL cluster (`initdb`, `pg_ctl`), for the
+//!   workers' shared ledger; with `pginstall` (where PostgreSQL is, which user runs it).
 //! - `children`: the table of children that the handle and the supervisor share.
 //! - `supervise`: the supervisor thread and each role's restart backoff; `events`: what
 //!   it reports ([`Event`]).
@@ -47,6 +49,8 @@ mod config;
 mod events;
 pub mod lbconf;
 mod limits;
+pub mod pgcluster;
+mod pginstall;
 mod preflight;
 mod probe;
 mod procs;
