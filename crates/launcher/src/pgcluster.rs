@@ -25,7 +25,7 @@
 pub use crate::pginstall::{find_bindir, ENV_PG_BINDIR};
 
 use crate::pginstall::RunAs;
-use crate::procs;
+use crate::procs::{self, Sample};
 use anyhow::{bail, Context};
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
@@ -44,6 +44,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bound of `pg_ctl stop -m fast`: a fast stop ends the sessions and writes one
 /// checkpoint, a second or two for a small ledger.
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound of a start after a crash (by the supervisor, which waits meanwhile).
+const RESTART_TIMEOUT: Duration = Duration::from_secs(10);
 /// After SIGQUIT (an immediate stop), before SIGKILL; and after SIGKILL, before giving up.
 const KILL_WAIT: Duration = Duration::from_secs(3);
 /// Tries with another free port when the one chosen was taken meanwhile (port 0 only).
@@ -201,6 +203,18 @@ impl PgCluster {
             );
         }
         Ok(())
+    }
+
+    /// Starts the server again on the same data (after it died: PostgreSQL replays its
+    /// WAL, so nothing committed is lost). Returns the new postmaster's PID.
+    pub(crate) fn start_again(&mut self) -> anyhow::Result<u32> {
+        self.pg_ctl_start(RESTART_TIMEOUT)?;
+        Ok(self.pid)
+    }
+
+    /// CPU and peak memory of the server's processes now (its process group).
+    pub(crate) fn sample(&self) -> Option<Sample> {
+        procs::sample_group(self.postmaster_pid()?)
     }
 
     fn is_postmaster(&self, pid: u32) -> bool {
