@@ -156,8 +156,9 @@ pub struct Args {
     /// Seconds to wait for the whole system to answer before giving up.
     #[arg(long, env = "PAYROUTE_UP_READY_TIMEOUT_SECS", default_value_t = DEFAULT_READY_TIMEOUT.as_secs())]
     pub ready_timeout_secs: u64,
-    /// Worker processes (worker1..N), each on its own socket; every api instance is
-    /// given all of them. More than one needs a shared --ledger.
+    /// Worker processes: `worker` with the file log; worker1..N with a shared --ledger
+    /// (needed for more than one), each on its own socket, every api instance given all
+    /// of them.
     #[arg(long, env = "PAYROUTE_UP_WORKERS", default_value_t = defaults::WORKERS)]
     pub workers: usize,
     /// Where the workers keep the payments: `file` (each worker's own payment log),
