@@ -1,9 +1,10 @@
 //! The launcher's table of its children: one [`Proc`] per role (its current process, its
-//! usage so far), and [`Children`], the table with the events not yet taken, the
-//! cgroups, the stop flag and the restart policy, shared by [`crate::Running`], the
-//! start and the supervisor thread.
+//! usage so far), and [`Children`], the table with the throwaway PostgreSQL cluster (if
+//! any), the events not yet taken, the cgroups, the stop flag and the restart policy,
+//! shared by [`crate::Running`], the start and the supervisor thread.
 
 use crate::cgroup::{CgroupError, Cgroups};
+use crate::pgrole::ClusterRole;
 use crate::procs::{self, Sample, Spec};
 use crate::supervise::RestartState;
 use crate::usage::usage_of;
@@ -88,11 +89,22 @@ impl Proc {
 #[derive(Debug)]
 pub(crate) struct Children {
     procs: Mutex<Vec<Proc>>,
+    /// The throwaway PostgreSQL cluster of `--ledger postgres`.
+    cluster: Mutex<Option<ClusterRole>>,
     events: Mutex<Vec<Event>>,
     stopping: AtomicBool,
     cgroups: Mutex<Option<Cgroups>>,
     /// What happens when a role exits.
     pub(crate) restart: Restart,
+}
+
+/// Where the cluster goes in a list of the roles in start order: after the processors
+/// (started first), before the workers.
+pub(crate) fn after_processors(procs: &[Proc]) -> usize {
+    procs
+        .iter()
+        .position(|p| !p.spec.name.starts_with("processor"))
+        .unwrap_or(procs.len())
 }
 
 /// Locks a mutex even if a panicking thread poisoned it: the data (process table,
@@ -106,6 +118,7 @@ impl Children {
     pub(crate) fn new(cgroups: Option<Cgroups>, restart: Restart) -> Children {
         Children {
             procs: Mutex::default(),
+            cluster: Mutex::default(),
             events: Mutex::default(),
             stopping: AtomicBool::default(),
             cgroups: Mutex::new(cgroups),
@@ -113,9 +126,15 @@ impl Children {
         }
     }
 
-    /// The roles, locked. Lock order: the roles before the cgroups and the events.
+    /// The roles, locked. Lock order: the roles before the cluster, the cgroups and
+    /// the events.
     pub(crate) fn procs(&self) -> MutexGuard<'_, Vec<Proc>> {
         lock(&self.procs)
+    }
+
+    /// The throwaway PostgreSQL cluster, if one was started, locked.
+    pub(crate) fn cluster(&self) -> MutexGuard<'_, Option<ClusterRole>> {
+        lock(&self.cluster)
     }
 
     /// From now on the children are being stopped: the supervisor leaves them alone.
@@ -159,13 +178,19 @@ impl Children {
         }
     }
 
-    /// Usage of each role of `procs` (every incarnation), with its cgroup's figures.
+    /// Usage of each role of `procs` (every incarnation), with its cgroup's figures,
+    /// and of the cluster.
     pub(crate) fn usage(&self, procs: &[Proc]) -> Vec<UsageDetail> {
+        let cluster = self.cluster().as_ref().map(ClusterRole::usage);
         let cgroups = lock(&self.cgroups);
-        procs
+        let mut usage: Vec<UsageDetail> = procs
             .iter()
             .map(|p| usage_of(p, cgroups.as_ref()))
-            .collect()
+            .collect();
+        if let Some(cluster) = cluster {
+            usage.insert(after_processors(procs), cluster);
+        }
+        usage
     }
 
     /// Removes the cgroups, once every child has exited.

@@ -1,10 +1,13 @@
 //! The flags of `payroute up` ([`Args`]) and the choices they name: the load balancer
-//! ([`Lb`]), the resource limits ([`Limits`]) and the restart policy ([`Restart`]).
+//! ([`Lb`]), the resource limits ([`Limits`]), the restart policy ([`Restart`]) and the
+//! workers' ledger ([`Ledger`]).
 
 use crate::config::defaults;
 use crate::DEFAULT_READY_TIMEOUT;
+use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::str::FromStr;
 
 /// Which load balancer fronts the two api instances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -48,6 +51,53 @@ pub enum Restart {
     Always,
     /// Report it and leave it dead.
     Never,
+}
+
+/// Where the workers keep the payments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ledger {
+    /// `file`: the worker's own payment log in the run directory (one worker).
+    File,
+    /// `postgres`: a throwaway PostgreSQL cluster in the run directory, shared by the
+    /// workers, started after the processors and stopped after the workers.
+    LocalPostgres,
+    /// `postgres://USER@HOST:PORT/DB`: an existing PostgreSQL database, shared by the
+    /// workers; payroute up neither starts nor stops it.
+    Postgres(String),
+}
+
+impl Ledger {
+    /// Whether the workers share a database (and may be several).
+    pub fn is_shared(&self) -> bool {
+        !matches!(self, Ledger::File)
+    }
+}
+
+impl FromStr for Ledger {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Ledger, String> {
+        match s {
+            "file" => Ok(Ledger::File),
+            "postgres" => Ok(Ledger::LocalPostgres),
+            url if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Ok(Ledger::Postgres(url.to_string()))
+            }
+            other => Err(format!(
+                "`{other}` is not a ledger: `file`, `postgres` (a throwaway cluster in the run \
+                 directory) or a URL postgres://USER@HOST:PORT/DB"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Ledger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ledger::File => write!(f, "file"),
+            Ledger::LocalPostgres => write!(f, "postgres"),
+            Ledger::Postgres(url) => write!(f, "{url}"),
+        }
+    }
 }
 
 /// Flags of `payroute up`.
@@ -106,6 +156,21 @@ pub struct Args {
     /// Seconds to wait for the whole system to answer before giving up.
     #[arg(long, env = "PAYROUTE_UP_READY_TIMEOUT_SECS", default_value_t = DEFAULT_READY_TIMEOUT.as_secs())]
     pub ready_timeout_secs: u64,
+    /// Worker processes: `worker` with the file log; worker1..N with a shared --ledger
+    /// (needed for more than one), each on its own socket, every api instance given all
+    /// of them.
+    #[arg(long, env = "PAYROUTE_UP_WORKERS", default_value_t = defaults::WORKERS)]
+    pub workers: usize,
+    /// Where the workers keep the payments: `file` (each worker's own payment log),
+    /// `postgres` (a throwaway PostgreSQL cluster started in the run directory;
+    /// scripts/install-deps.sh installs PostgreSQL), or postgres://USER@HOST:PORT/DB (an
+    /// existing database). See README "Scaling out".
+    #[arg(long, env = "PAYROUTE_UP_LEDGER", default_value_t = defaults::LEDGER)]
+    pub ledger: Ledger,
+    /// Port of the throwaway cluster of --ledger postgres, on 127.0.0.1; 0 takes a free
+    /// one.
+    #[arg(long, env = "PAYROUTE_UP_PG_PORT", default_value_t = 0)]
+    pub pg_port: u16,
 }
 
 #[cfg(test)]
@@ -152,6 +217,9 @@ mod tests {
             fallback_fee,
             run_dir,
             ready_timeout_secs,
+            workers,
+            ledger,
+            pg_port,
         } = cli.args;
         assert_eq!(
             (port, default_url, fallback_url, lb, limits),
@@ -163,6 +231,10 @@ mod tests {
                 new.limits
             )
         );
+        assert_eq!(
+            (workers, ledger, pg_port),
+            (new.workers, new.ledger, new.pg_port)
+        );
         assert_eq!((default_port, fallback_port), new.emulator_ports);
         assert_eq!((default_fee, fallback_fee), new.emulator_fees);
         assert_eq!(host, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
@@ -173,6 +245,19 @@ mod tests {
         );
         // The default the help text promises.
         assert_eq!(run_dir, std::env::temp_dir().join("payroute-up"));
+    }
+
+    #[test]
+    fn ledgers_by_name_or_url() {
+        let ledger = |s: &str| Cli::try_parse_from(["up", "--ledger", s]).map(|c| c.args.ledger);
+        assert_eq!(ledger("file").unwrap(), Ledger::File);
+        assert_eq!(ledger("postgres").unwrap(), Ledger::LocalPostgres);
+        let url = "postgres://payroute@db:5432/payroute";
+        assert_eq!(ledger(url).unwrap(), Ledger::Postgres(url.into()));
+        assert_eq!(ledger(url).unwrap().to_string(), url);
+        let err = ledger("mysql://x").unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("--ledger"), "{err}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! What [`start`](fn@crate::start) runs ([`UpConfig`]) and how ([`StartOptions`]), the
 //! defaults of both (`defaults`), and how the flags of `payroute up` become them.
 
-use crate::{Args, Lb, Limits, Restart};
+use crate::{Args, Lb, Ledger, Limits, Restart};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,7 +16,7 @@ pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// so the command line and the library start the same topology (a test in `cli.rs`
 /// checks every flag).
 pub(crate) mod defaults {
-    use crate::{Lb, Limits, Restart};
+    use crate::{Lb, Ledger, Limits, Restart};
     use std::net::{IpAddr, Ipv4Addr};
     use std::path::PathBuf;
 
@@ -32,6 +32,9 @@ pub(crate) mod defaults {
     pub(crate) const LIMITS: Limits = Limits::Off;
     /// What the compose file's `restart: unless-stopped` does.
     pub(crate) const RESTART: Restart = Restart::Always;
+    /// The challenge's topology: one worker with its own payment log.
+    pub(crate) const WORKERS: usize = 1;
+    pub(crate) const LEDGER: Ledger = Ledger::File;
     /// Interface of `payroute up`: every one, as the compose deployment publishes 9999
     /// on every interface.
     pub(crate) const CLI_HOST: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
@@ -62,6 +65,13 @@ pub struct UpConfig {
     pub limits: Limits,
     /// Sockets, configs and logs go here.
     pub run_dir: PathBuf,
+    /// Worker processes: 1 (`worker`) with the file log; `worker1..N` with a shared
+    /// ledger.
+    pub workers: usize,
+    /// Where the workers keep the payments.
+    pub ledger: Ledger,
+    /// Port of the throwaway cluster of [`Ledger::LocalPostgres`]; 0 takes a free one.
+    pub pg_port: u16,
 }
 
 /// How [`start_with`](crate::start_with) runs an [`UpConfig`]: what the CLI sets and
@@ -110,7 +120,8 @@ impl StartOptions {
 
 impl UpConfig {
     /// The defaults of `payroute up`: port 9999, emulators on 8001 and 8002 with the
-    /// official compose file's fees, embedded load balancer, no limits.
+    /// official compose file's fees, embedded load balancer, no limits, one worker with
+    /// its file log.
     pub fn new(exe: impl Into<PathBuf>, run_dir: impl Into<PathBuf>) -> UpConfig {
         UpConfig {
             exe: exe.into(),
@@ -122,6 +133,9 @@ impl UpConfig {
             lb: defaults::LB,
             limits: defaults::LIMITS,
             run_dir: run_dir.into(),
+            workers: defaults::WORKERS,
+            ledger: defaults::LEDGER,
+            pg_port: 0,
         }
     }
 
@@ -136,6 +150,9 @@ impl UpConfig {
             lb: args.lb,
             limits: args.limits,
             run_dir: args.run_dir.clone(),
+            workers: args.workers,
+            ledger: args.ledger.clone(),
+            pg_port: args.pg_port,
         }
     }
 }

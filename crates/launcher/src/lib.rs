@@ -1,5 +1,8 @@
 //! `payroute up`: the whole topology of the compose deployment as local processes:
-//! load balancer on one port → two api instances → worker → two processors.
+//! load balancer on one port → two api instances → worker → two processors. Scaled
+//! out (`--workers N --ledger postgres|URL`): N workers sharing a PostgreSQL ledger,
+//! every api instance given all of them, and with `--ledger postgres` a throwaway
+//! PostgreSQL cluster in the run directory.
 //!
 //! Contract used by `payroute bench` and the tests (keep these names and meanings):
 //! - [`UpConfig`]: what to start; [`start`](fn@start) starts it and waits until the
@@ -26,9 +29,12 @@
 //!   (the CPU and memory split, shared with the compose file) and `cgroup` (which
 //!   version the machine has, v1 or hybrid or v2), with `cgroup_v1` and `cgroup_v2`.
 //! - `start`: [`start`](fn@start) and [`start_with`], one function per role, using
-//!   `procs` (spawn, signal, `/proc`), `probe` (readiness) and `lbconf` (the nginx and
-//!   haproxy configs, made from the compose deployment's).
-//! - `children`: the table of children that the handle and the supervisor share.
+//!   `procs` (spawn, signal, `/proc`), `probe` (readiness), `lbconf` (the nginx and
+//!   haproxy configs, made from the compose deployment's) and [`pgcluster`] (a throwaway
+//!   PostgreSQL cluster: `initdb`, `pg_ctl`; reused by the tests), with `pginstall`
+//!   (where PostgreSQL is, which user runs it).
+//! - `children`: the table of children that the handle and the supervisor share, with
+//!   `pgrole`, the cluster as a role (not a child: `pg_ctl` detaches it).
 //! - `supervise`: the supervisor thread and each role's restart backoff; `events`: what
 //!   it reports ([`Event`]).
 //! - `running`: the handle ([`Running`]); `stop`: the order and signals of the stop;
@@ -47,6 +53,9 @@ mod config;
 mod events;
 pub mod lbconf;
 mod limits;
+pub mod pgcluster;
+mod pginstall;
+mod pgrole;
 mod preflight;
 mod probe;
 mod procs;
@@ -60,7 +69,7 @@ mod supervise;
 mod usage;
 
 use anyhow::Context;
-pub use cli::{Args, Lb, Limits, Restart};
+pub use cli::{Args, Lb, Ledger, Limits, Restart};
 pub use config::{StartOptions, UpConfig, DEFAULT_READY_TIMEOUT};
 pub use events::Event;
 pub use limits::LimitsStatus;

@@ -95,6 +95,41 @@ pub(crate) fn signal_group(pgid: u32, signal: i32) -> bool {
     kill(-pgid, signal)
 }
 
+/// Sends `signal` to process `pid` alone. Returns false when it is gone (ESRCH).
+///
+/// For a process that is not the launcher's child (the PostgreSQL postmaster, started
+/// by `pg_ctl`): callers check, just before, that `pid` is still the process they mean
+/// (its command line), so a reused id is not signalled.
+pub(crate) fn signal_process(pid: u32, signal: i32) -> bool {
+    match i32::try_from(pid) {
+        // 0 and 1 would mean "our own group" and init: never.
+        Ok(pid) if pid > 1 => kill(pid, signal),
+        _ => false,
+    }
+}
+
+/// The command line of a live (non-zombie) process, its arguments joined by spaces;
+/// `None` when it is gone.
+pub(crate) fn command_line(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    if stat_fields(&stat)?.first() == Some(&"Z") {
+        return None;
+    }
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<String> = raw
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    Some(args.join(" "))
+}
+
+/// Whether the launcher runs as root (its effective user owns `/proc/self`).
+pub(crate) fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
 #[allow(unsafe_code)]
 fn kill(target: i32, signal: i32) -> bool {
     // SAFETY: kill(2) takes two integers and reads or writes no memory of this process;
@@ -277,6 +312,14 @@ mod tests {
         assert!(!signal_group(0, 0));
         assert!(!signal_group(1, 0));
         assert!(!signal_group(u32::MAX, 0));
+    }
+
+    #[test]
+    fn reads_a_command_line() {
+        let line = command_line(std::process::id()).unwrap();
+        assert!(!line.is_empty());
+        assert_eq!(command_line(u32::MAX), None);
+        assert!(!signal_process(0, 0) && !signal_process(1, 0));
     }
 
     #[test]

@@ -16,6 +16,10 @@
 //!   others do not need: nginx runs in ~10 MB, an api in ~10-20 MB.
 //!
 //! Docker reads `"120MB"` as 120 MiB, so megabytes here are MiB.
+//!
+//! The table is the challenge's topology's: one worker with its file log. The scaled one
+//! (several workers sharing PostgreSQL, `--ledger`) has no share of it, and `--limits
+//! rinha` is refused there (`settings.rs`).
 
 /// Limits of one service of the compose file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

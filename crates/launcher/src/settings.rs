@@ -4,9 +4,14 @@
 //! settings (a port someone else uses, a program not installed) is checked later, by
 //! `preflight` and `start`.
 
-use crate::{StartOptions, UpConfig};
+use crate::{pgcluster, Ledger, Limits, StartOptions, UpConfig};
 use netio::SettingError;
 use std::time::Duration;
+
+/// Worker processes at most: each is a process with its runtime and two database
+/// connections, and the throwaway cluster allows 50; far beyond what one machine
+/// gains from (the point of more workers is more machines).
+pub(crate) const MAX_WORKERS: usize = 16;
 
 /// Checks every rule, in the order of the flags; the first broken one is the error.
 pub(crate) fn check(config: &UpConfig, options: &StartOptions) -> Result<(), SettingError> {
@@ -17,7 +22,9 @@ pub(crate) fn check(config: &UpConfig, options: &StartOptions) -> Result<(), Set
         check_processor_urls(config)?;
     }
     check_run_dir(config)?;
-    check_ready_timeout(options.ready_timeout)
+    check_ready_timeout(options.ready_timeout)?;
+    check_workers(config)?;
+    check_ledger(config)
 }
 
 /// The api instances share the public port (embedded load balancer) or sit behind one
@@ -131,6 +138,83 @@ fn check_run_dir(config: &UpConfig) -> Result<(), SettingError> {
     }
     Ok(())
 }
+
+/// One worker with its file log, or several sharing a ledger.
+fn check_workers(config: &UpConfig) -> Result<(), SettingError> {
+    let n = config.workers;
+    if n == 0 {
+        return Err(SettingError::new(
+            "workers",
+            "0: nothing would take the payments; the default is 1",
+        ));
+    }
+    if n > MAX_WORKERS {
+        return Err(SettingError::new(
+            "workers",
+            format!(
+                "{n} is more than {MAX_WORKERS}: more workers on one machine only compete \
+                 for its cores; scale out over machines instead (README \"Scaling out\")"
+            ),
+        ));
+    }
+    if n > 1 && !config.ledger.is_shared() {
+        return Err(SettingError::new(
+            "workers",
+            format!(
+                "{n} workers need a shared ledger (--ledger postgres, or --ledger \
+                 postgres://USER@HOST:PORT/DB): with the file log each worker would keep a \
+                 log of its own, and the api instances would spread the payments over {n} \
+                 independent workers, each with its own queue, duplicates and summary, so \
+                 no answer would count every payment"
+            ),
+        ));
+    }
+    if n > 1 && config.run_dir.to_string_lossy().contains(',') {
+        return Err(SettingError::new(
+            "run-dir",
+            "contains `,`, which separates the workers' sockets given to the api instances",
+        ));
+    }
+    Ok(())
+}
+
+/// A shared ledger has no share of the challenge's budget; the throwaway cluster's
+/// port and socket must be usable.
+fn check_ledger(config: &UpConfig) -> Result<(), SettingError> {
+    if config.ledger.is_shared() && config.limits == Limits::Rinha {
+        return Err(SettingError::new(
+            "limits",
+            "rinha applies the challenge's table (one worker with its file log, 1.5 CPU and \
+             350 MB in all), which has no share for several workers and PostgreSQL: run \
+             the scaled topology (--ledger) with --limits off",
+        ));
+    }
+    if config.ledger != Ledger::LocalPostgres {
+        if config.pg_port != 0 {
+            return Err(SettingError::new(
+                "pg-port",
+                "is the port of the throwaway cluster, which only --ledger postgres starts",
+            ));
+        }
+        return Ok(());
+    }
+    let mut taken = vec![("--port", config.port)];
+    if config.default_url.is_none() {
+        taken.push(("--default-port", config.emulator_ports.0));
+        taken.push(("--fallback-port", config.emulator_ports.1));
+    }
+    if let Some((flag, _)) = taken.iter().find(|(_, p)| *p == config.pg_port) {
+        return Err(SettingError::new(
+            "pg-port",
+            format!("{} is also {flag}; give another port, or 0", config.pg_port),
+        ));
+    }
+    let dir = std::path::absolute(&config.run_dir).unwrap_or_else(|_| config.run_dir.clone());
+    pgcluster::check_dir(&dir.join(PG_DIR)).map_err(|e| SettingError::new("run-dir", e))
+}
+
+/// The throwaway cluster's directory in the run directory.
+pub(crate) const PG_DIR: &str = "postgres";
 
 /// A start must be given some time.
 fn check_ready_timeout(timeout: Duration) -> Result<(), SettingError> {
@@ -259,6 +343,56 @@ mod tests {
             c.lb = lb;
             assert_eq!(refused(&c), Some("run-dir"), "{lb:?}");
         }
+    }
+
+    #[test]
+    fn several_workers_need_a_shared_ledger() {
+        let mut c = config();
+        c.workers = 2;
+        let err = check(&c, &StartOptions::default()).unwrap_err();
+        assert_eq!(err.setting, "workers");
+        assert!(err.problem.contains("--ledger postgres"), "{err}");
+        assert!(err.problem.contains("independent workers"), "{err}");
+        for ledger in [
+            Ledger::LocalPostgres,
+            Ledger::Postgres("postgres://u@h:5432/d".into()),
+        ] {
+            c.ledger = ledger;
+            assert_eq!(refused(&c), None);
+        }
+        c.workers = 0;
+        assert_eq!(refused(&c), Some("workers"));
+        c.workers = MAX_WORKERS + 1;
+        assert_eq!(refused(&c), Some("workers"));
+        c.workers = 3;
+        c.run_dir = "/tmp/a,b".into();
+        assert_eq!(refused(&c), Some("run-dir"));
+    }
+
+    #[test]
+    fn a_shared_ledger_has_no_share_of_the_challenge_limits() {
+        let mut c = config();
+        c.ledger = Ledger::LocalPostgres;
+        c.limits = Limits::Rinha;
+        assert_eq!(refused(&c), Some("limits"));
+        c.ledger = Ledger::File;
+        assert_eq!(refused(&c), None);
+    }
+
+    #[test]
+    fn the_throwaway_cluster_port() {
+        let mut c = config();
+        c.pg_port = 5432;
+        assert_eq!(refused(&c), Some("pg-port"), "without --ledger postgres");
+        c.ledger = Ledger::LocalPostgres;
+        assert_eq!(refused(&c), None);
+        c.pg_port = c.port;
+        assert_eq!(refused(&c), Some("pg-port"));
+        c.pg_port = c.emulator_ports.1;
+        assert_eq!(refused(&c), Some("pg-port"));
+        c.pg_port = 0;
+        c.run_dir = format!("/tmp/{}", "r".repeat(90)).into();
+        assert_eq!(refused(&c), Some("run-dir"), "a socket path too long");
     }
 
     #[test]

@@ -1,17 +1,23 @@
 //! [`start`] and [`start_with`]: check and prepare, then start the roles in the order
-//! they depend on each other (the processors, the worker, the api instances, the load
-//! balancer), each waited for before the next, and hand the children to the supervisor.
+//! they depend on each other (the processors, the PostgreSQL cluster of `--ledger
+//! postgres`, the workers, the api instances, the load balancer), each waited for before
+//! the next, and hand the children to the supervisor.
 
 use crate::children::{Children, Proc};
+use crate::pgcluster::{PgCluster, PgClusterConfig};
+use crate::pgrole::{self, ClusterRole};
 use crate::preflight::{
     check_reachable_by_nginx_workers, ensure_port_free, prepare_run_dir, release_run_dir,
 };
 use crate::procs::{self, Spec};
-use crate::{lbconf, limits, probe, settings, supervise, Lb, Running, StartOptions, UpConfig};
+use crate::{
+    lbconf, limits, pginstall, probe, settings, supervise, Lb, Ledger, Running, StartOptions,
+    UpConfig,
+};
 use anyhow::{anyhow, bail, Context};
 use std::ffi::{OsStr, OsString};
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -68,14 +74,17 @@ pub fn start_with(config: &UpConfig, options: &StartOptions) -> anyhow::Result<R
         limits: limits_status,
         run_dir: launch.run_dir.clone(),
         public_addr: launch.public_addr(),
+        ledger_url: None,
         stopped: false,
     };
 
     if config.default_url.is_none() {
         launch.processors()?;
     }
-    let worker_socket = launch.worker(&default_url, &fallback_url)?;
-    launch.apis(&worker_socket)?;
+    running.ledger_url = launch.ledger()?;
+    let ledger_url = running.ledger_url.as_deref();
+    let worker_sockets = launch.workers(&default_url, &fallback_url, ledger_url)?;
+    launch.apis(&worker_sockets)?;
     if let Some(program) = lb_program {
         launch.load_balancer(program)?;
     }
@@ -99,6 +108,11 @@ fn check_config(config: &UpConfig) -> anyhow::Result<Option<PathBuf>> {
     if !config.exe.is_file() {
         bail!("payroute executable {} not found", config.exe.display());
     }
+    if config.ledger == Ledger::LocalPostgres {
+        // Installed, and a user to run it as: before anything starts.
+        pginstall::find_bindir().context("--ledger postgres")?;
+        pginstall::RunAs::for_this_process().context("--ledger postgres")?;
+    }
     let Some(name) = config.lb.program() else {
         return Ok(None);
     };
@@ -120,6 +134,10 @@ fn check_ports(config: &UpConfig, host: IpAddr) -> anyhow::Result<()> {
         let (default_port, fallback_port) = config.emulator_ports;
         ensure_port_free(SocketAddr::new(host, default_port), "--default-port")?;
         ensure_port_free(SocketAddr::new(host, fallback_port), "--fallback-port")?;
+    }
+    if config.ledger == Ledger::LocalPostgres && config.pg_port != 0 {
+        let loopback = IpAddr::from([127, 0, 0, 1]);
+        ensure_port_free(SocketAddr::new(loopback, config.pg_port), "--pg-port")?;
     }
     Ok(())
 }
@@ -215,32 +233,81 @@ impl Launch<'_> {
         Ok(())
     }
 
-    /// Second, the worker: ready when its socket exists. Returns the socket.
-    fn worker(&self, default_url: &str, fallback_url: &str) -> anyhow::Result<PathBuf> {
-        let socket = self.run_dir.join("worker.sock");
-        let args = os_args(&[
-            &"worker",
-            &"--socket",
-            &socket,
-            &"--default-url",
-            &default_url,
-            &"--fallback-url",
-            &fallback_url,
-            &"--data-dir",
-            &self.run_dir.join("worker-data"),
-        ]);
-        let address = format!("unix:{}", socket.display());
-        self.starter.spawn(self.spec("worker", args, address))?;
-        self.starter.wait(
-            &format!("the worker to create {}", socket.display()),
-            || socket.exists(),
-        )?;
-        Ok(socket)
+    /// Second, with `--ledger postgres`, the throwaway cluster (handed to the
+    /// supervisor). Returns the workers' ledger URL, if they share one.
+    fn ledger(&self) -> anyhow::Result<Option<String>> {
+        match &self.config.ledger {
+            Ledger::File => Ok(None),
+            Ledger::Postgres(url) => Ok(Some(url.clone())),
+            Ledger::LocalPostgres => {
+                let mut pg = PgClusterConfig::new(
+                    self.run_dir.join(settings::PG_DIR),
+                    self.run_dir.join(format!("{}.log", pgrole::NAME)),
+                );
+                pg.port = self.config.pg_port;
+                pg.timeout = self.starter.remaining();
+                let cluster = PgCluster::start(pg).context("starting PostgreSQL")?;
+                let url = cluster.url();
+                tracing::debug!("started PostgreSQL (pid {}): {url}", cluster.last_pid());
+                *self.starter.children.cluster() = Some(ClusterRole::new(cluster));
+                Ok(Some(url))
+            }
+        }
     }
 
-    /// Third, the two api instances: on the public port themselves (embedded), or each
-    /// on its Unix socket behind the load balancer, waited for there.
-    fn apis(&self, worker_socket: &Path) -> anyhow::Result<()> {
+    /// Third, the workers: all started, then each waited for (ready when its socket
+    /// exists). With the file log, one: `worker`; with a shared ledger, `worker1..N`,
+    /// each under its own name in the ledger. Returns their sockets.
+    fn workers(
+        &self,
+        default_url: &str,
+        fallback_url: &str,
+        ledger: Option<&str>,
+    ) -> anyhow::Result<Vec<PathBuf>> {
+        let names: Vec<String> = match ledger {
+            None => vec!["worker".into()],
+            Some(_) => (1..=self.config.workers)
+                .map(|k| format!("worker{k}"))
+                .collect(),
+        };
+        let mut sockets = Vec::new();
+        for name in &names {
+            let socket = self.run_dir.join(format!("{name}.sock"));
+            let mut args = os_args(&[
+                &"worker",
+                &"--socket",
+                &socket,
+                &"--default-url",
+                &default_url,
+                &"--fallback-url",
+                &fallback_url,
+            ]);
+            match ledger {
+                None => args.extend(os_args(&[&"--data-dir", &self.run_dir.join("worker-data")])),
+                Some(url) => args.extend(os_args(&[&"--ledger", &url, &"--name", name])),
+            }
+            let address = format!("unix:{}", socket.display());
+            self.starter.spawn(self.spec(name, args, address))?;
+            sockets.push(socket);
+        }
+        for (name, socket) in names.iter().zip(&sockets) {
+            self.starter
+                .wait(&format!("{name} to create {}", socket.display()), || {
+                    socket.exists()
+                })?;
+        }
+        Ok(sockets)
+    }
+
+    /// Fourth, the two api instances, each given every worker: on the public port
+    /// themselves (embedded), or each on its Unix socket behind the load balancer,
+    /// waited for there.
+    fn apis(&self, worker_sockets: &[PathBuf]) -> anyhow::Result<()> {
+        let workers = worker_sockets
+            .iter()
+            .map(|s| s.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(",");
         let public_addr = self.public_addr();
         let mut api_sockets = Vec::new();
         for i in 1..=2 {
@@ -255,13 +322,7 @@ impl Launch<'_> {
                 api_sockets.push(socket);
                 (listen.clone(), listen)
             };
-            let args = os_args(&[
-                &"api",
-                &"--listen",
-                &listen,
-                &"--worker-socket",
-                &worker_socket,
-            ]);
+            let args = os_args(&[&"api", &"--listen", &listen, &"--worker-socket", &workers]);
             self.starter
                 .spawn(self.spec(&format!("api{i}"), args, address))?;
         }
@@ -351,6 +412,13 @@ impl<'a> Starter<'a> {
         tracing::debug!("started {} (pid {pid}): {}", spec.name, spec.command_line());
         self.children.procs().push(Proc::new(spec, child));
         Ok(())
+    }
+
+    /// What is left of the time given to the start (at least a second).
+    fn remaining(&self) -> Duration {
+        self.deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(1))
     }
 
     /// Polls `ready` until it holds, a child exits, or the deadline passes.

@@ -1,7 +1,10 @@
 //! How the children stop: in order ([`STOP_ORDER`]), each batch by SIGTERM to its
-//! process groups, then SIGKILL to what is left after [`STOP_GRACE`].
+//! process groups, then SIGKILL to what is left after [`STOP_GRACE`]; the throwaway
+//! PostgreSQL cluster, in its turn, by `pg_ctl stop -m fast` (then by PID, see
+//! `pgcluster`).
 
 use crate::children::Proc;
+use crate::pgrole::{self, ClusterRole};
 use crate::procs;
 use std::fmt;
 use std::io;
@@ -27,6 +30,14 @@ impl StopFailure {
             error,
         }
     }
+
+    fn of_cluster(c: &ClusterRole, error: &anyhow::Error) -> StopFailure {
+        StopFailure {
+            name: pgrole::NAME.into(),
+            pid: c.cluster.last_pid(),
+            error: io::Error::other(format!("{error:#}")),
+        }
+    }
 }
 
 impl fmt::Display for StopFailure {
@@ -35,25 +46,49 @@ impl fmt::Display for StopFailure {
     }
 }
 
-/// Stops every role of `procs`, stage by stage in [`STOP_ORDER`]. Returns failures.
-pub(crate) fn stop_all(procs: &mut [Proc]) -> Vec<StopFailure> {
+/// Stops every role of `procs`, and the cluster if any, stage by stage in
+/// [`STOP_ORDER`]. Returns failures.
+pub(crate) fn stop_all(
+    procs: &mut [Proc],
+    mut cluster: Option<&mut ClusterRole>,
+) -> Vec<StopFailure> {
     let mut failures = Vec::new();
     for stage in STOP_ORDER {
-        let mut batch: Vec<&mut Proc> = procs.iter_mut().filter(|p| stage(&p.spec.name)).collect();
-        failures.extend(stop_batch(&mut batch));
+        match stage {
+            Stage::Roles(chosen) => {
+                let mut batch: Vec<&mut Proc> =
+                    procs.iter_mut().filter(|p| chosen(&p.spec.name)).collect();
+                failures.extend(stop_batch(&mut batch));
+            }
+            Stage::Cluster => {
+                if let Some(c) = cluster.as_deref_mut() {
+                    if let Err(e) = c.stop() {
+                        failures.push(StopFailure::of_cluster(c, &e));
+                    }
+                }
+            }
+        }
     }
     failures
 }
 
+/// One step of the stop: the roles whose name matches, or the PostgreSQL cluster.
+enum Stage {
+    Roles(fn(&str) -> bool),
+    Cluster,
+}
+
 /// The order in which roles stop: the entry point first, so that no request arrives at
-/// an api that is going away; the worker after the api instances, so that everything
-/// they accepted is handed over; the processors last, so the worker can finish its
-/// in-flight forwards.
-const STOP_ORDER: [fn(&str) -> bool; 4] = [
-    |n| n == "lb",
-    |n| n.starts_with("api"),
-    |n| n == "worker",
-    |n| n.starts_with("processor"),
+/// an api that is going away; the workers after the api instances, so that everything
+/// they accepted is handed over; the PostgreSQL cluster after the workers, so that they
+/// commit what they finish while stopping; the processors last, so the workers can
+/// finish their in-flight forwards.
+const STOP_ORDER: [Stage; 5] = [
+    Stage::Roles(|n| n == "lb"),
+    Stage::Roles(|n| n.starts_with("api")),
+    Stage::Roles(|n| n.starts_with("worker")),
+    Stage::Cluster,
+    Stage::Roles(|n| n.starts_with("processor")),
 ];
 
 /// SIGTERM to every process group of the batch, SIGKILL to those still there after
@@ -109,15 +144,29 @@ mod tests {
 
     #[test]
     fn stop_order_covers_every_role() {
+        let stages = |name: &str| -> Vec<usize> {
+            (0..STOP_ORDER.len())
+                .filter(|&k| matches!(STOP_ORDER[k], Stage::Roles(chosen) if chosen(name)))
+                .collect()
+        };
         for name in [
             "lb",
             "api1",
             "api2",
             "worker",
+            "worker1",
+            "worker12",
             "processor-default",
             "processor-fallback",
         ] {
-            assert_eq!(STOP_ORDER.iter().filter(|s| s(name)).count(), 1, "{name}");
+            assert_eq!(stages(name).len(), 1, "{name}");
         }
+        // The cluster after every worker, before the processors.
+        let cluster = STOP_ORDER
+            .iter()
+            .position(|s| matches!(s, Stage::Cluster))
+            .unwrap();
+        assert!(stages("worker3")[0] < cluster);
+        assert!(stages("processor-default")[0] > cluster);
     }
 }

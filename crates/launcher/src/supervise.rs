@@ -1,6 +1,7 @@
 //! The supervisor thread: reaps children that exit, reports them as [`Event`]s, restarts
 //! them per the policy with an exponential backoff ([`RestartState`]), and samples their
-//! usage.
+//! usage; the same for the throwaway PostgreSQL cluster (`pgrole`), watched through its
+//! pid file.
 
 use crate::children::{Children, Proc};
 use crate::{procs, Event, Restart};
@@ -120,6 +121,9 @@ fn supervise(children: &Children) {
                 events.push(event);
             }
         }
+        if let Some(cluster) = children.cluster().as_mut() {
+            events.extend(cluster.supervise(children.restart, now));
+        }
         if now.duration_since(last_sample) >= SAMPLE_EVERY || restarted {
             last_sample = now;
             sample(children, &mut procs);
@@ -185,6 +189,9 @@ fn sample(children: &Children, procs: &mut [Proc]) {
         if let Some(s) = p.sample_now() {
             p.last = s;
         }
+    }
+    if let Some(cluster) = children.cluster().as_mut() {
+        cluster.sample();
     }
     children.rejoin_groups(procs);
 }

@@ -1,11 +1,12 @@
 //! Helpers shared by payroute's integration tests: a minimal blocking HTTP/1.1 client
 //! over `std::net::TcpStream`, free ports, checks on processes, and the rule for tests
-//! that need an installed program (nginx, haproxy).
+//! that need an installed program (nginx, haproxy); a throwaway PostgreSQL in `pg`.
 //!
 //! Each test file compiles this module separately and uses only part of it.
 #![allow(dead_code, unreachable_pub)]
 
 pub mod compose;
+pub mod pg;
 pub mod sys;
 
 use std::io::{Read, Write};
