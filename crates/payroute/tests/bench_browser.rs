@@ -1,10 +1,12 @@
-//! The report of a short `payroute bench` run, rendered by a real browser: headless
-//! Chromium (Debian's `chromium` package) loads `report.html` from disk, and the page's
+//! The reports of a short `payroute bench` run of every scenario (the two official
+//! tests and every family), rendered by a real browser: headless Chromium (Debian's
+//! `chromium` package) loads each `report.html` from disk, and the page's
 //! own inline check (`bench::report::CHECK_SCRIPT`) marks `<body data-ok="all-charts">`
 //! only when every chart it announces (`data-charts`) is there, laid out with a size
-//! and something drawn, and no script error occurred. The DOM is dumped with
-//! `--dump-dom`; a screenshot is kept at `target/tmp/bench-browser/report.png` (its
-//! path is printed) for a human to look at.
+//! and something drawn, and no script error occurred; the per-stage table is there.
+//! The DOM is dumped with `--dump-dom`; a screenshot of each is kept at
+//! `target/tmp/bench-browser/<scenario>.png` (the paths are printed) for a human to
+//! look at.
 //!
 //! Without Chromium the test is skipped with a printed reason, except in CI (the `CI`
 //! variable set), where it fails. `CHROMIUM=/path` chooses the binary. Chromium is
@@ -94,14 +96,27 @@ fn run_chromium(exe: &Path, profile: &Path, page: &Path, extra: &[String]) -> Ou
     }
 }
 
-/// A short final against payroute the bench starts, into `out`.
+/// Every scenario of the bench.
+const SCENARIOS: [&str; 8] = [
+    "preview",
+    "final",
+    "default-down",
+    "flapping",
+    "default-slow",
+    "both-down",
+    "fallback-bad",
+    "random",
+];
+
+/// A short run of every scenario against payroute the bench starts, into
+/// `out/<scenario>/`.
 fn short_run(out: &Path) {
     let o = Command::new(EXE)
         .args([
             "bench",
             "--no-progress",
-            "--scenario",
-            "final",
+            "--scenarios",
+            &SCENARIOS.join(","),
             "--duration",
             "5",
             "--max-requests",
@@ -132,6 +147,43 @@ fn body_tag(dom: &str) -> &str {
     &dom[start..=end]
 }
 
+/// Loads one report and checks that every chart rendered, the per-stage table is
+/// there, and no script failed.
+fn check_page(exe: &Path, profile: &Path, page: &Path, scenario: &str) {
+    let dump = run_chromium(exe, profile, page, &["--dump-dom".to_string()]);
+    let dom = String::from_utf8_lossy(&dump.stdout);
+    let body = body_tag(&dom);
+    let n = dom.matches("data-chart=\"").count();
+    assert!(n >= EXPECTED_CHARTS.len(), "{scenario}: {n} charts\n{body}");
+    assert!(
+        body.contains(&format!("data-charts=\"{n}\"")),
+        "{scenario}: {body}\nstderr: {}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    assert!(
+        body.contains("data-ok=\"all-charts\"") && body.contains(&format!("data-drawn=\"{n}\"")),
+        "{scenario}: not every chart rendered: {body}"
+    );
+    assert!(
+        !body.contains("data-error"),
+        "{scenario}: a script error: {body}"
+    );
+    assert!(
+        dom.contains("<title>OK payroute bench"),
+        "{scenario}: the check did not run"
+    );
+    for id in EXPECTED_CHARTS {
+        assert!(
+            dom.contains(&format!("data-chart=\"{id}\"")),
+            "{scenario}: chart {id} missing"
+        );
+    }
+    assert!(
+        dom.contains("<h2>Per stage</h2>"),
+        "{scenario}: no per-stage table"
+    );
+}
+
 #[test]
 fn the_report_renders_every_chart_in_chromium() {
     let Some(exe) = chromium() else {
@@ -146,46 +198,24 @@ fn the_report_renders_every_chart_in_chromium() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     short_run(&dir);
-    let page = dir.join("report.html");
     let profile = dir.join("chromium-profile");
-    let dump = run_chromium(&exe, &profile, &page, &["--dump-dom".to_string()]);
-    let dom = String::from_utf8_lossy(&dump.stdout);
-    let body = body_tag(&dom);
-    let n = dom.matches("data-chart=\"").count();
-    assert!(n >= EXPECTED_CHARTS.len(), "{n} charts\n{body}");
-    assert!(
-        body.contains(&format!("data-charts=\"{n}\"")),
-        "{body}\nstderr: {}",
-        String::from_utf8_lossy(&dump.stderr)
-    );
-    assert!(
-        body.contains("data-ok=\"all-charts\"") && body.contains(&format!("data-drawn=\"{n}\"")),
-        "not every chart rendered: {body}"
-    );
-    assert!(!body.contains("data-error"), "a script error: {body}");
-    assert!(
-        dom.contains("<title>OK payroute bench"),
-        "the check did not run"
-    );
-    for id in EXPECTED_CHARTS {
-        assert!(
-            dom.contains(&format!("data-chart=\"{id}\"")),
-            "chart {id} missing"
+    for scenario in SCENARIOS {
+        let page = dir.join(scenario).join("report.html");
+        check_page(&exe, &profile, &page, scenario);
+        let png = dir.join(format!("{scenario}.png"));
+        let shot = run_chromium(
+            &exe,
+            &profile,
+            &page,
+            &[format!("--screenshot={}", png.display())],
         );
+        let size = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);
+        assert!(
+            size > 10_000,
+            "{scenario}: no screenshot ({size} bytes): {}",
+            String::from_utf8_lossy(&shot.stderr)
+        );
+        println!("report screenshot ({scenario}): {}", png.display());
     }
-    let png = dir.join("report.png");
-    let shot = run_chromium(
-        &exe,
-        &profile,
-        &page,
-        &[format!("--screenshot={}", png.display())],
-    );
-    let size = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);
-    assert!(
-        size > 10_000,
-        "no screenshot ({size} bytes): {}",
-        String::from_utf8_lossy(&shot.stderr)
-    );
-    println!("report screenshot: {}", png.display());
     let _ = std::fs::remove_dir_all(&profile);
 }
