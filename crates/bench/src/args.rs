@@ -7,7 +7,7 @@ use crate::ready::{Patience, RETRY_INTERVAL, TRIES};
 use crate::runner::INITIAL_TOKEN;
 use crate::scenario::Scenario;
 use crate::thresholds::Thresholds;
-use launcher::{Lb, Limits};
+use launcher::{Lb, Ledger, Limits};
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -34,6 +34,15 @@ const EMULATOR_PORTS: EmulatorPorts = EmulatorPorts {
 const LB: Lb = Lb::Embedded;
 /// `--limits`: the challenge's, so that figures compare with its.
 const LIMITS: Limits = Limits::Rinha;
+/// `--workers`: the challenge's topology, one worker.
+const WORKERS: usize = 1;
+/// `--ledger`: the challenge's topology, the worker's own log.
+const LEDGER: Ledger = Ledger::File;
+/// `--max-requests` of a throughput run: enough connections to keep two api
+/// instances and a worker busy without a pause, few enough for a shared machine.
+pub const THROUGHPUT_VUS: u32 = 64;
+/// Most workers the launcher starts.
+pub const MAX_WORKERS: usize = 16;
 
 /// Flags of `payroute bench`.
 #[derive(Debug, Clone, PartialEq, clap::Args)]
@@ -178,6 +187,65 @@ pub struct Args {
     #[arg(long, env = "PAYROUTE_BENCH_FLOOR")]
     pub floor: bool,
 
+    /// Worker processes of the payroute the bench starts (as `payroute up --workers`);
+    /// more than one needs a shared --ledger. A list (`1,2,3`) runs the test (the
+    /// scenario, or --throughput) once per count (--runs times each), each in
+    /// workers-N/ under --out with its usual files, then writes one table of them,
+    /// scale.txt and scale.json: accepts/s, processed/s, p99, CPU ms per accepted
+    /// payment by role (api, worker, postgres), the ledger's WAL bytes, transactions
+    /// and rows written per payment, failed POSTs, lag, inconsistencies and, with
+    /// --kill-worker, the kill's figures.
+    #[arg(
+        long,
+        value_name = "N[,N...]",
+        value_delimiter = ',',
+        default_values_t = [WORKERS],
+        env = "PAYROUTE_BENCH_WORKERS"
+    )]
+    pub workers: Vec<usize>,
+
+    /// Where the workers of the payroute the bench starts keep the payments (as
+    /// `payroute up --ledger`): `file` (one worker and its own log: the challenge's
+    /// topology), `postgres` (a throwaway PostgreSQL cluster in the run directory,
+    /// started and stopped by the bench; needs PostgreSQL installed) or
+    /// `postgres://USER@HOST:PORT/DB`. With a shared ledger the bench runs without the
+    /// challenge's limits (they have no share for several workers and a database), and
+    /// the summary, report.html and bench.json gain a "scaled out" part: accepts/s and
+    /// processed/s, CPU ms per accepted payment by role (api, worker: all and each,
+    /// postgres: the postmaster and its backends), and the ledger's WAL bytes,
+    /// transactions and rows written per accepted payment, from PostgreSQL's counters
+    /// (pg_current_wal_lsn, pg_stat_database) read before and after the test, the
+    /// bench's own transactions left out. With --backend, a `postgres://` URL names the
+    /// backend's database, to read the counters from.
+    #[arg(long, value_name = "file|postgres|URL", default_value_t = LEDGER, env = "PAYROUTE_BENCH_LEDGER")]
+    pub ledger: Ledger,
+
+    /// Kill worker1 with SIGKILL this many seconds into the test (the launcher starts
+    /// it again, as `payroute up` does). Reports, in the summary and bench.json: the
+    /// POSTs that failed from the kill on (answered 503, not answered), when worker1
+    /// was running again, the pending payments it owned at the kill and how long until
+    /// they were all finished, and the payments orphaned (owner's lease lapsed) over
+    /// time, from the ledger polled every 100 ms until the end of the run. Needs a
+    /// shared --ledger, on a payroute the bench starts. No default: no kill.
+    #[arg(long, value_name = "SECS", env = "PAYROUTE_BENCH_KILL_WORKER")]
+    pub kill_worker: Option<f64>,
+
+    /// Instead of a scenario, a throughput run of SECS seconds: --max-requests VUs (64
+    /// unless given) each posting payments on its own connection without a pause, the
+    /// processors healthy and without delay, then a drain of at most 30 s until the
+    /// processors' books count every accepted payment. Reports accepted payments per
+    /// second of load and processed per second of load and drain, the POSTs'
+    /// latencies, failures, CPU ms per payment by role and, with a shared --ledger,
+    /// the ledger's cost per payment (throughput.txt, throughput.json; with a
+    /// --workers list, scale.txt). Not scored, no thresholds.
+    #[arg(
+        long,
+        value_name = "SECS",
+        conflicts_with_all = ["scenario", "scenarios", "ladder", "floor"],
+        env = "PAYROUTE_BENCH_THROUGHPUT"
+    )]
+    pub throughput: Option<f64>,
+
     /// Do not sample the backend's /health for the report (never counted in the p99).
     #[arg(long)]
     pub no_health: bool,
@@ -215,6 +283,10 @@ impl Default for Args {
             max_lag: None,
             require_limits: false,
             floor: false,
+            workers: vec![WORKERS],
+            ledger: LEDGER,
+            kill_worker: None,
+            throughput: None,
             no_health: false,
             no_progress: false,
         }
@@ -241,6 +313,13 @@ impl Args {
             max_lag: self.max_lag,
             require_limits: self.require_limits,
         }
+    }
+
+    /// Seconds of one test: the throughput run's, else the scenario's (`--duration`
+    /// or its official length).
+    pub fn test_seconds(&self) -> f64 {
+        let official = self.chosen_scenario().official_duration().as_secs_f64();
+        self.throughput.or(self.duration).unwrap_or(official)
     }
 
     /// How long to wait for a backend given with `--backend`.
@@ -385,6 +464,35 @@ mod tests {
         assert!(Cli::try_parse_from(["bench", "--ladder", "1,x"]).is_err());
         let with_matrix = Cli::try_parse_from(["bench", "--ladder", "1", "--scenarios", "final"]);
         assert!(with_matrix.is_err());
+    }
+
+    #[test]
+    fn scaled_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "bench",
+            "--workers",
+            "1,2,3",
+            "--ledger",
+            "postgres",
+            "--kill-worker",
+            "4.5",
+        ])
+        .unwrap();
+        assert_eq!(cli.args.workers, [1, 2, 3]);
+        assert_eq!(cli.args.ledger, Ledger::LocalPostgres);
+        assert_eq!(cli.args.kill_worker, Some(4.5));
+        let url = Cli::try_parse_from(["bench", "--ledger", "postgres://u@h:5/d"]).unwrap();
+        assert_eq!(
+            url.args.ledger,
+            Ledger::Postgres("postgres://u@h:5/d".into())
+        );
+        assert!(Cli::try_parse_from(["bench", "--ledger", "mysql"]).is_err());
+        let t = Cli::try_parse_from(["bench", "--throughput", "5"]).unwrap();
+        assert_eq!(t.args.test_seconds(), 5.0);
+        assert!(
+            Cli::try_parse_from(["bench", "--throughput", "5", "--scenario", "final"]).is_err()
+        );
+        assert_eq!(Args::default().test_seconds(), 300.0);
     }
 
     #[test]

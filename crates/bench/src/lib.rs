@@ -23,13 +23,17 @@
 //!   the open-files limit that one connection per VU needs.
 //! - [`floor`]: the backend's p99 and CPU per payment as ratios to the floor's (the
 //!   same test against nginx answering at once).
+//! - [`scaled`]: the scaled-out topology's figures (`--workers N --ledger
+//!   postgres|URL`: the ledger's cost and the CPU per payment by role, a worker killed
+//!   mid-run); [`throughput`]: the throughput run's (`--throughput SECS`).
 //! - [`report`], [`progress`], [`outputs`]: what the user sees and the files a run
 //!   leaves; [`provenance`]: the commit and the machine a run's figures come from.
 //!
 //! Architecture invariant: scoring, schedules and checker arithmetic are pure and
-//! unit-tested against published figures, and so are the floor's ratios and the
-//! ladder's rungs and rows; only `runner`, `http` and `topology` touch sockets,
-//! processes and clocks (and `fdlimit` the process's open-files limit).
+//! unit-tested against published figures, and so are the floor's ratios, the
+//! ladder's rungs and rows and the scaled topology's figures; only `runner`, `http`
+//! and `topology` touch sockets (the ledger's connection is `runner`'s), processes and
+//! clocks (and `fdlimit` the process's open-files limit).
 
 pub mod args;
 pub mod checker;
@@ -47,10 +51,12 @@ pub mod ready;
 pub mod recorder;
 pub mod report;
 pub mod runner;
+pub mod scaled;
 pub mod scenario;
 pub mod score;
 pub mod session;
 pub mod thresholds;
+pub mod throughput;
 pub mod topology;
 
 pub use args::Args;
@@ -107,12 +113,66 @@ fn check_usage(args: &Args) -> Result<(), BadUsage> {
     if let Err(why) = ladder::check(&args.ladder) {
         return Err(BadUsage(format!("--ladder: {why}")));
     }
+    check_scaled(args)?;
     if args.floor && topology::nginx::find().is_none() {
         return Err(BadUsage(
             "--floor: nginx is not installed (looked in PATH, /usr/sbin, /sbin and /usr/local/sbin); \
              install Debian's package with scripts/install-deps.sh, or run without --floor"
                 .into(),
         ));
+    }
+    Ok(())
+}
+
+/// Refuses the scaled topology's flags (`--workers`, `--ledger`, `--kill-worker`,
+/// `--throughput`) where they cannot work.
+fn check_scaled(args: &Args) -> Result<(), BadUsage> {
+    let bad = |why: &str| Err(BadUsage(why.into()));
+    let shared = args.ledger.is_shared();
+    let counts = &args.workers;
+    if counts.is_empty() || counts.iter().any(|n| !(1..=args::MAX_WORKERS).contains(n)) {
+        return Err(BadUsage(format!(
+            "--workers: each count must be between 1 and {}",
+            args::MAX_WORKERS
+        )));
+    }
+    if counts.iter().any(|&n| n > 1) && !shared {
+        return bad("--workers above 1 needs a shared --ledger (postgres or postgres://...): each worker would keep a log of its own");
+    }
+    if counts.len() > 1 && !(args.ladder.is_empty() && args.scenarios.is_empty()) {
+        return bad("--workers with several counts runs the test once per count: not with --ladder or --scenarios");
+    }
+    if args.require_limits && shared {
+        return bad("--require-limits cannot be met with a shared --ledger: the challenge's limits have no share for several workers and PostgreSQL");
+    }
+    if args.backend.is_some() {
+        if counts != &[1] {
+            return bad("--workers: the bench starts no payroute with --backend");
+        }
+        if args.ledger == launcher::Ledger::LocalPostgres {
+            return bad("--ledger postgres: with --backend the bench starts no payroute nor its PostgreSQL; give the backend's database as --ledger postgres://...");
+        }
+        if args.kill_worker.is_some() {
+            return bad(
+                "--kill-worker: the bench kills only a worker it started, not with --backend",
+            );
+        }
+    }
+    if let Some(t) = args.throughput {
+        if !(t.is_finite() && t >= 1.0) {
+            return bad("--throughput must be at least 1 second");
+        }
+    }
+    if let Some(k) = args.kill_worker {
+        if !shared {
+            return bad("--kill-worker needs a shared --ledger: the bench follows the dead worker's payments in the database");
+        }
+        if !(k.is_finite() && k >= 0.0 && k < args.test_seconds()) {
+            return Err(BadUsage(format!(
+                "--kill-worker {k}: not within the test ({} s)",
+                args.test_seconds()
+            )));
+        }
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The files a run leaves in its directory: the official result file, `report.html`,
 //! `bench.json` (every figure, check, stage, the time series and the provenance, for
-//! scripts) and `timeseries.csv`.
+//! scripts; scaled out, the ledger's counters and the kill's polls) and
+//! `timeseries.csv`.
 
 use crate::report::{self, RunOutput};
 use anyhow::Context;
@@ -63,6 +64,7 @@ pub fn bench_json(o: &RunOutput, series: &report::TimeSeries) -> serde_json::Val
         "process_events": o.event_counts,
         "checks": d.checks,
         "stages": d.stages,
+        "scaled": d.scaled,
         "timeseries": series.json(),
     })
 }

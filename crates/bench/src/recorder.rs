@@ -96,6 +96,10 @@ pub struct Recorder {
     inner: Mutex<Inner>,
     pub payments_ok: AtomicU64,
     pub payments_failed: AtomicU64,
+    /// Of the failed payments: answered 503, and not answered at all (the scaled
+    /// topology's figures of a killed worker).
+    pub payments_unavailable: AtomicU64,
+    pub payments_no_answer: AtomicU64,
     pub requests: AtomicU64,
 }
 
@@ -127,6 +131,8 @@ impl Recorder {
             }),
             payments_ok: AtomicU64::new(0),
             payments_failed: AtomicU64::new(0),
+            payments_unavailable: AtomicU64::new(0),
+            payments_no_answer: AtomicU64::new(0),
             requests: AtomicU64::new(0),
         }
     }
@@ -151,6 +157,11 @@ impl Recorder {
                 self.payments_ok.fetch_add(1, Ordering::Relaxed);
             } else {
                 self.payments_failed.fetch_add(1, Ordering::Relaxed);
+                match sample.status {
+                    503 => self.payments_unavailable.fetch_add(1, Ordering::Relaxed),
+                    NO_ANSWER => self.payments_no_answer.fetch_add(1, Ordering::Relaxed),
+                    _ => 0,
+                };
             }
         }
         let now = Instant::now();

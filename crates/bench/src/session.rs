@@ -1,6 +1,9 @@
 //! A bench session: every run that `payroute bench` was asked for, one after the
-//! other (each scenario, `--runs` times), each with fresh processes and its own
-//! directory; the thresholds each run crossed; the `--runs` aggregate.
+//! other (each scenario, `--runs` times; with `--workers 1,2,3`, each worker count),
+//! each with fresh processes and its own directory; the thresholds each run crossed;
+//! the `--runs` aggregate. The throughput runs (`--throughput`) are in `throughput`.
+
+mod throughput;
 
 use crate::args::Args;
 use crate::exit::{BadUsage, Interrupted};
@@ -8,7 +11,8 @@ use crate::fdlimit::OpenFiles;
 use crate::floor::{micros, Comparison, Side};
 use crate::ladder::{self, Ladder};
 use crate::report::{self, RunOutput};
-use crate::runner::{self, RunSettings};
+use crate::runner::ledger::LedgerProbe;
+use crate::runner::{self, RunSettings, ScaledSettings};
 use crate::scenario::{Plan, Scenario};
 use crate::topology::{nginx, Backend, ProcUsage, Topology, TopologyConfig};
 use crate::{http, outputs, provenance, ready, thresholds};
@@ -77,29 +81,83 @@ pub async fn run_all(args: Args, open_files: OpenFiles) -> anyhow::Result<Vec<St
         cancel,
         nginx,
     };
+    if session.args.throughput.is_some() {
+        return session.throughput_all().await;
+    }
+    if session.args.workers.len() > 1 {
+        return session.scale().await;
+    }
     if !session.args.ladder.is_empty() {
         return session.ladder(open_files).await;
     }
     if session.args.scenarios.is_empty() {
         let scenario = session.args.chosen_scenario();
         let plan = session.plan(scenario, session.args.max_requests);
+        let workers = session.args.workers[0];
         let done = session
-            .scenario(&plan, scenario.name(), &session.args.out)
+            .scenario(&plan, scenario.name(), &session.args.out, workers)
             .await?;
         return Ok(done.crossed);
     }
     session.matrix().await
 }
 
+/// Writes `name` into `dir`.
+fn put(dir: &Path, name: &str, body: &str) -> anyhow::Result<()> {
+    let path = dir.join(name);
+    std::fs::write(&path, body).with_context(|| format!("writing {}", path.display()))
+}
+
 impl Session {
+    /// `--workers 1,2,3`: the scenario once per count (`--runs` times each) in
+    /// `out/workers-N/`, then the table of them all (`scale.txt`, `scale.json`).
+    async fn scale(&self) -> anyhow::Result<Vec<String>> {
+        let (args, out) = (&self.args, &self.args.out);
+        let scenario = args.chosen_scenario();
+        let plan = self.plan(scenario, args.max_requests);
+        let (mut rows, mut crossed) = (Vec::new(), Vec::new());
+        for &n in &args.workers {
+            let name = format!("{} with {n} worker(s)", scenario.name());
+            let dir = out.join(format!("workers-{n}"));
+            let done = self.scenario(&plan, &name, &dir, n).await?;
+            rows.push(report::scale_row(n, &done.figures));
+            crossed.extend(done.crossed);
+        }
+        self.write_scale(scenario.name(), &rows)?;
+        Ok(crossed)
+    }
+
+    /// `scale.txt` and `scale.json` of `rows`, a `kind` of run, into `--out`; printed.
+    fn write_scale(&self, kind: &str, rows: &[report::ScaleRow]) -> anyhow::Result<()> {
+        let out = &self.args.out;
+        let how = match self.args.runs {
+            1 => "one run each",
+            _ => "medians of --runs",
+        };
+        let text = format!(
+            "{kind} by worker count ({how}):\n{}{}",
+            report::scale_text(rows),
+            report::SCALE_LEGEND
+        );
+        put(out, "scale.txt", &text)?;
+        put(out, "scale.json", &report::scale_json(kind, rows))?;
+        println!(
+            "{text}  files: {}, {}",
+            out.join("scale.txt").display(),
+            out.join("scale.json").display()
+        );
+        Ok(())
+    }
+
     /// Each scenario of `--scenarios` in `out/NAME/`, then the matrix of them all.
     async fn matrix(&self) -> anyhow::Result<Vec<String>> {
         let out = &self.args.out;
         let (mut rows, mut crossed) = (Vec::new(), Vec::new());
         for &scenario in &self.args.scenarios {
             let plan = self.plan(scenario, self.args.max_requests);
+            let workers = self.args.workers[0];
             let done = self
-                .scenario(&plan, scenario.name(), &out.join(scenario.name()))
+                .scenario(&plan, scenario.name(), &out.join(scenario.name()), workers)
                 .await?;
             rows.push(report::matrix_row(scenario, &done.figures));
             crossed.extend(done.crossed);
@@ -145,7 +203,10 @@ impl Session {
             duration_seconds = plan.duration.as_secs_f64();
             println!("load ladder: rung {} ({} VUs)\n", rung.name(), rung.vus);
             let name = format!("{} {}", scenario.name(), rung.name());
-            let done = self.scenario(&plan, &name, &out.join(rung.dir())).await?;
+            let workers = args.workers[0];
+            let done = self
+                .scenario(&plan, &name, &out.join(rung.dir()), workers)
+                .await?;
             rows.push(ladder::row(&rung, &done.figures, done.limits));
             crossed.extend(done.crossed);
         }
@@ -176,9 +237,16 @@ impl Session {
     }
 
     /// `--runs` runs of `plan`, named `name` (the scenario, and the rung in a ladder),
-    /// their files in `out` (`run-K/` for several); first, with `--floor`, the floor's
-    /// run of the same plan (in `out/floor/`), which every run is compared with.
-    async fn scenario(&self, plan: &Plan, name: &str, out: &Path) -> anyhow::Result<ScenarioRuns> {
+    /// with `workers` workers, their files in `out` (`run-K/` for several); first, with
+    /// `--floor`, the floor's run of the same plan (in `out/floor/`), which every run is
+    /// compared with.
+    async fn scenario(
+        &self,
+        plan: &Plan,
+        name: &str,
+        out: &Path,
+        workers: usize,
+    ) -> anyhow::Result<ScenarioRuns> {
         let (args, scenario) = (&self.args, plan.scenario);
         let floor = match &self.nginx {
             Some(nginx) => Some(self.floor(plan, nginx, &out.join("floor")).await?),
@@ -201,7 +269,7 @@ impl Session {
                 .backend
                 .clone()
                 .map_or(Backend::Payroute, Backend::Given);
-            let mut o = self.one_run(plan, &dir, &label, backend).await?;
+            let mut o = self.one_run(plan, &dir, &label, backend, workers).await?;
             o.floor = floor.map(|f| Comparison::new(Side::of(&o), f));
             outputs::write(&o, &dir)?;
             println!("{}", report::summary_text(&o));
@@ -240,7 +308,7 @@ impl Session {
             vus: plan.max_vus,
         };
         let label = format!("{} floor ({} VUs)", plan.scenario.name(), plan.max_vus);
-        let o = self.one_run(plan, dir, &label, backend).await?;
+        let o = self.one_run(plan, dir, &label, backend, 1).await?;
         outputs::write(&o, dir)?;
         let side = Side::of(&o);
         println!(
@@ -267,24 +335,13 @@ impl Session {
         dir: &Path,
         label: &str,
         backend: Backend,
+        workers: usize,
     ) -> anyhow::Result<RunOutput> {
         let (args, cancel) = (&self.args, &self.cancel);
         let is_floor = matches!(backend, Backend::Floor { .. });
-        let given = matches!(backend, Backend::Given(_));
-        let cfg = topology_config(args, backend, plan.scenario, &self.exe, dir);
-        let topo = tokio::task::spawn_blocking(move || Topology::start(&cfg))
-            .await
-            .context("starting the processes")??;
-        let topo = Arc::new(topo);
-        if cancel.is_cancelled() {
-            return Err(Interrupted.into());
-        }
-        let mut settings = run_settings(args, plan, &topo, label)?;
+        let (topo, mut settings) = self.start(plan, dir, label, backend, workers).await?;
         if is_floor {
             settings.participant = "floor".into();
-        }
-        if given {
-            ready::wait_for_backend(&settings.backend, args.patience(), cancel).await?;
         }
         let sampled = (topo.started_payroute || !topo.usage().is_empty()).then(|| topo.clone());
         let result = runner::run_once(&settings, sampled, cancel).await;
@@ -309,6 +366,65 @@ impl Session {
             floor: None,
         })
     }
+
+    /// Starts what a run of `plan` against `backend` with `workers` workers needs, its
+    /// files in `dir`; waits for a given backend; connects to the workers' ledger when
+    /// they share one: the topology and the run's settings.
+    async fn start(
+        &self,
+        plan: &Plan,
+        dir: &Path,
+        label: &str,
+        backend: Backend,
+        workers: usize,
+    ) -> anyhow::Result<(Arc<Topology>, RunSettings)> {
+        let (args, cancel) = (&self.args, &self.cancel);
+        let given = matches!(backend, Backend::Given(_));
+        let is_payroute = backend == Backend::Payroute;
+        let cfg = topology_config(args, backend, plan.scenario, &self.exe, dir, workers);
+        let topo = tokio::task::spawn_blocking(move || Topology::start(&cfg))
+            .await
+            .context("starting the processes")??;
+        let topo = Arc::new(topo);
+        if cancel.is_cancelled() {
+            return Err(Interrupted.into());
+        }
+        let mut settings = run_settings(args, plan, &topo, label)?;
+        if given {
+            ready::wait_for_backend(&settings.backend, args.patience(), cancel).await?;
+        }
+        if (is_payroute || given) && args.ledger.is_shared() {
+            settings.scaled = Some(scaled_settings(args, &topo, workers, is_payroute).await?);
+        }
+        Ok((topo, settings))
+    }
+}
+
+/// The scaled topology's settings of a run: its ledger, as said and connected to.
+async fn scaled_settings(
+    args: &Args,
+    topo: &Topology,
+    workers: usize,
+    started: bool,
+) -> anyhow::Result<ScaledSettings> {
+    let probe = match &topo.ledger_url {
+        Some(url) => Some(Arc::new(LedgerProbe::connect(url).await?)),
+        None => None,
+    };
+    let ledger = match (&args.ledger, &topo.ledger_url) {
+        (launcher::Ledger::LocalPostgres, Some(url)) => format!(
+            "postgres (a throwaway cluster: {})",
+            crate::scaled::hide_password(url)
+        ),
+        (_, Some(url)) => crate::scaled::hide_password(url),
+        (l, None) => l.to_string(),
+    };
+    Ok(ScaledSettings {
+        workers: if started { workers } else { 0 },
+        ledger,
+        probe,
+        kill_at: args.kill_worker.map(Duration::from_secs_f64),
+    })
 }
 
 /// What to start for a run against `backend` whose files go to `dir`.
@@ -318,6 +434,7 @@ fn topology_config(
     scenario: Scenario,
     exe: &Path,
     dir: &Path,
+    workers: usize,
 ) -> TopologyConfig {
     TopologyConfig {
         exe: exe.to_path_buf(),
@@ -329,6 +446,8 @@ fn topology_config(
         emulator_ports: args.emulator_ports.into(),
         lb: args.lb,
         limits: args.limits,
+        workers,
+        ledger: args.ledger.clone(),
         run_dir: dir.join("processes"),
     }
 }
@@ -363,6 +482,7 @@ fn run_settings(
         sample_health: !args.no_health,
         progress: !args.no_progress,
         label: label.to_string(),
+        scaled: None,
     })
 }
 

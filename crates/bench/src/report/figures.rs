@@ -166,6 +166,7 @@ pub fn figures(o: &RunOutput) -> Vec<(String, f64)> {
     if let Some(c) = &o.floor {
         v.extend(c.figures());
     }
+    v.extend(super::scaled::scenario_figures(o));
     v
 }
 

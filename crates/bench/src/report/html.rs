@@ -49,6 +49,7 @@ pub fn html(o: &RunOutput) -> String {
     if let Some(c) = &o.floor {
         floor_section(&mut h, c);
     }
+    super::scaled::html_section(&mut h, o);
     h.push_str("<h2>Over time</h2><p>Dashed vertical lines: stage changes (D = default processor, F = fallback: delay, FAIL when failing; labels left out when there are many, see the per-stage table). Solid vertical line: end of the payments.</p>");
     for c in &charts {
         h.push_str(c);

@@ -12,6 +12,8 @@
 //! - `runs`: the min / median / max of every figure across `--runs`; `matrix`: one
 //!   row per scenario of `--scenarios`; `ladder`: one row per rung of `--ladder`;
 //! - `timeseries`: the run one row a second (`timeseries.csv`, `bench.json`);
+//! - `scaled`: the scaled topology's figures (summary lines, the page's section) and
+//!   the table of several worker counts (`scale.txt`);
 //! - `format`: money, megabytes and HTML escaping, shared by the others.
 //!
 //! Hand-written SVG rather than a plotting crate: line charts with a legend and stage
@@ -27,6 +29,7 @@ mod ladder;
 mod matrix;
 mod process_charts;
 mod runs;
+mod scaled;
 mod stages;
 mod svg;
 mod text;
@@ -40,6 +43,9 @@ pub use html::{html, CHECK_SCRIPT};
 pub use ladder::{ladder_html, ladder_json, ladder_text};
 pub use matrix::{matrix_json, matrix_row, matrix_text, MatrixRow};
 pub use runs::{aggregate, median};
+pub use scaled::{
+    scale_json, scale_row, scale_text, scaled_lines, scenario_figures, ScaleRow, SCALE_LEGEND,
+};
 pub use text::summary_text;
 pub use timeseries::{timeseries, TimeSeries, FIXED_COLUMNS, PROCESS_COLUMNS};
 

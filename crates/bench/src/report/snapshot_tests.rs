@@ -197,6 +197,7 @@ fn own_run() -> RunOutput {
         started_at: "2025-07-10T12:00:00.000Z".into(),
         teardown_at: 11.25,
         end_audit: Some(backend(101.0, 45.0)),
+        scaled: None,
     };
     let o = RunOutput {
         data,
@@ -275,6 +276,7 @@ fn given_run() -> RunOutput {
         started_at: "2025-07-10T12:00:00.000Z".into(),
         teardown_at: 61.0,
         end_audit: None,
+        scaled: None,
     };
     let judged = judgement(&Thresholds::default(), &data, &LimitsNote::NotApplicable);
     RunOutput {

@@ -16,6 +16,7 @@ pub fn summary_text(o: &RunOutput) -> String {
     score_lines(&mut t, &o.data);
     threshold_lines(&mut t, o);
     process_lines(&mut t, o);
+    super::scaled::scenario_lines(&mut t, o);
     if let Some(c) = &o.floor {
         let _ = writeln!(t, "  against the floor       {}", c.describe());
     }

@@ -18,10 +18,17 @@
 //!   the teardown);
 //! - `samples`: what the bench samples for the report beyond the script (`/health`,
 //!   the processes' usage), never counted in the p99;
+//! - `ledger`, `kill`: the scaled topology's measurements (the shared ledger's
+//!   counters before and after the test, a worker killed mid-run and the watch after
+//!   it), never counted either;
+//! - `throughput`: the throughput run (`--throughput`), VUs without a pause;
 //! - here: the run's order of phases and `handleSummary`.
 
+mod kill;
+pub mod ledger;
 mod samples;
 mod script;
+pub mod throughput;
 
 pub use samples::{parse_health, BooksSample, HealthSample, UsageSample};
 pub use script::{check_window, INITIAL_TOKEN};
@@ -30,18 +37,20 @@ use crate::exit::Interrupted;
 use crate::http::Target;
 use crate::progress::Progress;
 use crate::recorder::{latency_bins, LatencyBin, Recorder, Second};
+use crate::scaled::{KillRecord, ScaledData};
 use crate::scenario::{Plan, PlannedStage};
 use crate::score::{self, BackendSummary, Inputs, OfficialResults, ProcessorSummary, Score};
 use crate::topology::{ProcUsage, Topology};
 use anyhow::Context;
+use ledger::LedgerProbe;
 use model::Micros;
 use script::Books;
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
-use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
+use std::time::{Duration, Instant};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// What one run needs.
 #[derive(Clone)]
@@ -59,6 +68,21 @@ pub struct RunSettings {
     pub progress: bool,
     /// Label in front of the progress line ("run 2/3").
     pub label: String,
+    /// The scaled topology's measurements, when the workers share a ledger.
+    pub scaled: Option<ScaledSettings>,
+}
+
+/// What a run of the scaled topology measures beyond the usual (see [`crate::scaled`]).
+#[derive(Clone)]
+pub struct ScaledSettings {
+    /// Worker processes the bench started.
+    pub workers: usize,
+    /// The ledger, as said to the user (a URL without its password).
+    pub ledger: String,
+    /// The bench's connection to it, when it knows its URL.
+    pub probe: Option<Arc<LedgerProbe>>,
+    /// `--kill-worker`: when to kill [`crate::scaled::KILLED_ROLE`].
+    pub kill_at: Option<Duration>,
 }
 
 /// One consistency check.
@@ -120,6 +144,8 @@ pub struct RunData {
     /// official teardown (in the final the official script does not read it; this
     /// read is not recorded, so it changes no official figure): `None` if it failed.
     pub end_audit: Option<BackendSummary>,
+    /// The scaled topology's measurements (a shared ledger): `None` otherwise.
+    pub scaled: Option<ScaledData>,
 }
 
 /// A list that the test's concurrent tasks append to, taken whole once they are done.
@@ -173,6 +199,81 @@ struct TestOutcome {
     teardown_at: f64,
     /// CPU seconds the bench used from the start to the teardown.
     bench_cpu_seconds: f64,
+    /// The kill and its watch, still watching (through the teardown).
+    kill: Option<KillTask>,
+}
+
+/// `--kill-worker`: the kill and the watch after it, running beside the test.
+pub(super) struct KillTask {
+    stop: CancellationToken,
+    task: JoinHandle<anyhow::Result<Option<KillRecord>>>,
+    /// Stops the watch if the run ends another way (an error, Ctrl-C).
+    _guard: DropGuard,
+}
+
+impl KillTask {
+    /// Starts the kill of `s`'s `--kill-worker` on the clock `t0`, if asked for and
+    /// possible (the bench started the topology and reaches its ledger).
+    fn start(
+        s: &RunSettings,
+        t0: Instant,
+        rec: &Arc<Recorder>,
+        topology: Option<&Arc<Topology>>,
+    ) -> Option<KillTask> {
+        let sc = s.scaled.as_ref()?;
+        let (at, probe, topo) = (sc.kill_at?, sc.probe.clone()?, topology?.clone());
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(kill::kill_and_watch(
+            t0,
+            at,
+            topo,
+            probe,
+            rec.clone(),
+            stop.clone(),
+        ));
+        Some(KillTask {
+            _guard: stop.clone().drop_guard(),
+            stop,
+            task,
+        })
+    }
+
+    /// Ends the watch: what it saw (`None`: the run ended before the kill).
+    async fn finish(self) -> anyhow::Result<Option<KillRecord>> {
+        self.stop.cancel();
+        self.task.await.context("the kill's watch panicked")?
+    }
+}
+
+/// The scaled run's data with the ledger's counters before the test (after
+/// [`ledger::STATS_SETTLE`]); `None` when the run is not of the scaled topology.
+pub(super) async fn scaled_before(s: &RunSettings) -> Option<ScaledData> {
+    let sc = s.scaled.as_ref()?;
+    let mut d = ScaledData {
+        workers: sc.workers,
+        ledger: sc.ledger.clone(),
+        ..ScaledData::default()
+    };
+    if let Some(p) = &sc.probe {
+        match p.settled_counters().await {
+            Ok(c) => d.db_before = Some(c),
+            Err(e) => d.db_error = Some(format!("{e:#}")),
+        }
+    }
+    Some(d)
+}
+
+/// The ledger's counters after the test, into `d` (when they were read before it).
+pub(super) async fn scaled_after(s: &RunSettings, d: &mut ScaledData) {
+    let Some(p) = s.scaled.as_ref().and_then(|sc| sc.probe.as_ref()) else {
+        return;
+    };
+    if d.db_before.is_some() {
+        match p.settled_counters().await {
+            Ok(c) => d.db_after = Some(c),
+            Err(e) => d.db_error = Some(format!("{e:#}")),
+        }
+    }
 }
 
 /// Runs the test once. `topology`, when the bench started the processes, is sampled
@@ -193,12 +294,21 @@ pub async fn run_once(
         Some(t) => samples::usage(t).await.unwrap_or_default(),
         None => Vec::new(),
     };
-    let test = run_test(s, &rec, health, topology, cancel).await?;
+    let mut scaled = scaled_before(s).await;
+    let mut test = run_test(s, &rec, health, topology, cancel).await?;
     let books = tokio::select! {
         b = script::teardown(s, &rec) => b,
         _ = cancel.cancelled() => return Err(anyhow::Error::from(Interrupted).context("during teardown")),
     };
-    Ok(handle_summary(s, &rec, test, books, usage_at_start))
+    if let Some(d) = &mut scaled {
+        if let Some(k) = test.kill.take() {
+            d.kill = k.finish().await?;
+        }
+        scaled_after(s, d).await;
+    }
+    let mut data = handle_summary(s, &rec, test, books, usage_at_start);
+    data.scaled = scaled;
+    Ok(data)
 }
 
 /// The test clock: from its start until every scenario has ended, with the samplers
@@ -215,6 +325,7 @@ async fn run_test(
     let started_at = Micros::now().to_millis_string();
     rec.start(t0);
     let collected = Collected::default();
+    let kill = KillTask::start(s, t0, rec, topology.as_ref());
     let observers = Observers::start(s, t0, rec, &collected, health, topology);
     let outcome = run_scenarios(s, t0, rec, &collected, cancel).await;
     observers.stop().await;
@@ -224,6 +335,7 @@ async fn run_test(
         started_at,
         teardown_at: t0.elapsed().as_secs_f64(),
         bench_cpu_seconds: crate::topology::own_cpu_seconds() - bench_cpu_at_start,
+        kill,
     })
 }
 
@@ -390,5 +502,6 @@ fn handle_summary(
         started_at: test.started_at,
         teardown_at: test.teardown_at,
         end_audit: books.end_audit,
+        scaled: None,
     }
 }

@@ -21,22 +21,22 @@ use std::time::{Duration, Instant};
 pub const INITIAL_TOKEN: &str = "123";
 
 const TOKEN_PATH: &str = "/admin/configurations/token";
-const DELAY_PATH: &str = "/admin/configurations/delay";
-const FAILURE_PATH: &str = "/admin/configurations/failure";
+pub(super) const DELAY_PATH: &str = "/admin/configurations/delay";
+pub(super) const FAILURE_PATH: &str = "/admin/configurations/failure";
 
-fn admin(target: &Arc<Target>, rec: &Arc<Recorder>) -> Conn {
+pub(super) fn admin(target: &Arc<Target>, rec: &Arc<Recorder>) -> Conn {
     Conn::new(target.clone(), Some(rec.clone()), REQUEST_TIMEOUT)
 }
 
 /// `PUT` of an admin configuration (`path`) on a processor; its status.
-async fn configure(c: &mut Conn, path: &str, body: Bytes, token: &str) -> u16 {
+pub(super) async fn configure(c: &mut Conn, path: &str, body: Bytes, token: &str) -> u16 {
     c.request(Kind::Admin, Method::PUT, path, Some(body), Some(token))
         .await
         .status
 }
 
 /// Both processors, by name.
-fn processors(s: &RunSettings) -> [(&'static str, &Arc<Target>); 2] {
+pub(super) fn processors(s: &RunSettings) -> [(&'static str, &Arc<Target>); 2] {
     [("default", &s.default), ("fallback", &s.fallback)]
 }
 

@@ -5,9 +5,15 @@
 //!
 //! Whatever the bench starts it stops, by PID, on every path: at the end of a run, on
 //! an error, and on Ctrl-C (the [`Topology`] is a `Drop` guard).
+//!
+//! Scaled out (`--workers N --ledger postgres|URL`), the launcher starts `worker1..N`
+//! and, with `postgres`, a throwaway PostgreSQL cluster, whose CPU the bench reads
+//! itself: the postmaster and its children ([`tree`]). [`Topology::kill`] sends SIGKILL
+//! to one role's current process (by the PID the launcher reports), which the
+//! launcher's restart policy starts again.
 
 use anyhow::{bail, Context};
-use launcher::{Lb, Limits, LimitsStatus, UpConfig};
+use launcher::{Lb, Ledger, Limits, LimitsStatus, UpConfig};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,6 +21,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub mod nginx;
+pub mod tree;
 
 /// How long a started emulator may take to accept connections.
 const EMULATOR_READY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -41,6 +48,11 @@ pub struct TopologyConfig {
     pub emulator_ports: (u16, u16),
     pub lb: Lb,
     pub limits: Limits,
+    /// Worker processes of a started payroute (`--workers`).
+    pub workers: usize,
+    /// Their ledger (`--ledger`); with a given backend, a `postgres://` URL is the
+    /// database the bench reads its counters from.
+    pub ledger: Ledger,
     /// Sockets, configurations and logs of started processes.
     pub run_dir: PathBuf,
 }
@@ -103,6 +115,8 @@ pub enum LimitsNote {
     NotApplicable,
     /// The backend is the floor (nginx, started without limits).
     Floor,
+    /// The scaled topology (a shared ledger), which runs without limits.
+    Scaled,
 }
 
 impl LimitsNote {
@@ -115,11 +129,15 @@ impl LimitsNote {
             LimitsNote::Off => "limits off (--limits off): figures are NOT comparable with the challenge's".into(),
             LimitsNote::NotApplicable => "backend not started by the bench: its resource limits are unknown to it".into(),
             LimitsNote::Floor => "the floor: nginx answering at once, started by the bench without limits, for comparison".into(),
+            LimitsNote::Scaled => "limits off: the challenge's limits have no share for several workers and PostgreSQL (--ledger): figures are NOT comparable with the challenge's".into(),
         }
     }
 
     pub fn is_warning(&self) -> bool {
-        matches!(self, LimitsNote::NotEnforced(_) | LimitsNote::Off)
+        matches!(
+            self,
+            LimitsNote::NotEnforced(_) | LimitsNote::Off | LimitsNote::Scaled
+        )
     }
 }
 
@@ -151,6 +169,8 @@ pub struct Topology {
     pub started_payroute: bool,
     /// Whether the challenge's limits hold for what the bench started.
     pub limits: LimitsNote,
+    /// The workers' shared ledger, when they have one (`postgres://`).
+    pub ledger_url: Option<String>,
 }
 
 /// A port that was free a moment ago on 127.0.0.1. Racy by nature (another process
@@ -210,9 +230,17 @@ impl Topology {
         up.emulator_ports = emulator_ports;
         up.lb = cfg.lb;
         up.limits = cfg.limits;
+        up.workers = cfg.workers;
+        up.ledger = cfg.ledger.clone();
+        if cfg.ledger.is_shared() {
+            // The launcher refuses the challenge's limits with a shared ledger (they
+            // have no share for several workers and a database): run without.
+            up.limits = Limits::Off;
+        }
         let running =
             launcher::start(&up).context("starting payroute's topology (as `payroute up` does)")?;
         let limits = match running.limits() {
+            LimitsStatus::Off if cfg.ledger.is_shared() => LimitsNote::Scaled,
             LimitsStatus::Off => LimitsNote::Off,
             LimitsStatus::Enforced(how) => LimitsNote::Enforced(how.clone()),
             LimitsStatus::NotEnforced(why) => LimitsNote::NotEnforced(why.clone()),
@@ -222,6 +250,7 @@ impl Topology {
             backend_url: running.backend_url(),
             default_url: running.default_url(),
             fallback_url: running.fallback_url(),
+            ledger_url: running.ledger_url(),
             inner: Mutex::new(Inner::Launched(Some(running))),
             started_payroute: true,
         })
@@ -245,6 +274,10 @@ impl Topology {
             fallback_url: String::new(),
             started_payroute: false,
             limits: LimitsNote::NotApplicable,
+            ledger_url: match &cfg.ledger {
+                Ledger::Postgres(url) => Some(url.clone()),
+                _ => None,
+            },
         };
         if let (Some(d), Some(f)) = (&cfg.default, &cfg.fallback) {
             topo.default_url = d.clone();
@@ -274,7 +307,10 @@ impl Topology {
     /// CPU, peak RSS and throttling of every process the bench started, so far.
     pub fn usage(&self) -> Vec<ProcUsage> {
         match &mut *self.lock() {
-            Inner::Launched(Some(r)) => r.usage().into_iter().map(ProcUsage::from).collect(),
+            Inner::Launched(Some(r)) => {
+                let cluster = postgres_tree_cpu(r);
+                with_cluster_cpu(r.usage(), cluster)
+            }
             Inner::External { floor, emulators } => floor
                 .iter()
                 .map(|f| f.usage())
@@ -326,7 +362,11 @@ impl Topology {
     pub fn stop(&self) -> anyhow::Result<Vec<ProcUsage>> {
         let inner = std::mem::replace(&mut *self.lock(), Inner::Stopped);
         match inner {
-            Inner::Launched(Some(r)) => Ok(r.stop()?.into_iter().map(ProcUsage::from).collect()),
+            Inner::Launched(Some(r)) => {
+                // Read while the cluster still runs.
+                let cluster = postgres_tree_cpu(&r);
+                Ok(with_cluster_cpu(r.stop()?, cluster))
+            }
             Inner::External { floor, emulators } => {
                 let mut out = Vec::new();
                 if let Some(mut f) = floor {
@@ -345,6 +385,61 @@ impl Topology {
         }
     }
 }
+
+impl Topology {
+    /// The PID of `role`'s current process, when the bench started it and it runs.
+    pub fn pid_of(&self, role: &str) -> Option<u32> {
+        match &*self.lock() {
+            Inner::Launched(Some(r)) => r
+                .pids()
+                .into_iter()
+                .find_map(|(name, pid)| (name == role).then_some(pid)),
+            _ => None,
+        }
+    }
+
+    /// Sends SIGKILL to `role`'s current process (a process the launcher started for
+    /// the bench, by its PID); its PID.
+    pub fn kill(&self, role: &str) -> anyhow::Result<u32> {
+        let pid = self
+            .pid_of(role)
+            .with_context(|| format!("{role} is not running: nothing to kill"))?;
+        let p = rustix::process::Pid::from_raw(pid as i32)
+            .with_context(|| format!("{role}: bad PID {pid}"))?;
+        rustix::process::kill_process(p, rustix::process::Signal::KILL)
+            .with_context(|| format!("SIGKILL to {role} (pid {pid})"))?;
+        Ok(pid)
+    }
+}
+
+/// CPU seconds of the throwaway PostgreSQL cluster's postmaster and its children (see
+/// [`tree`]), while it runs.
+fn postgres_tree_cpu(r: &launcher::Running) -> Option<f64> {
+    let pid = r
+        .pids()
+        .into_iter()
+        .find_map(|(name, pid)| (name == CLUSTER_ROLE).then_some(pid))?;
+    tree::tree_cpu_seconds(pid)
+}
+
+/// The launcher's figures, the cluster's CPU replaced by `cluster` when it was read:
+/// the launcher sums the live members of its process group, which leaves out the
+/// backends that have exited (see [`tree`]).
+fn with_cluster_cpu(usage: Vec<launcher::ProcessUsage>, cluster: Option<f64>) -> Vec<ProcUsage> {
+    usage
+        .into_iter()
+        .map(ProcUsage::from)
+        .map(|mut p| {
+            if let (true, Some(cpu)) = (p.name == CLUSTER_ROLE, cluster) {
+                p.cpu_seconds = cpu;
+            }
+            p
+        })
+        .collect()
+}
+
+/// The throwaway PostgreSQL cluster's name among the launcher's roles.
+pub const CLUSTER_ROLE: &str = "postgres";
 
 impl Drop for Topology {
     fn drop(&mut self) {
@@ -488,6 +583,8 @@ mod tests {
             emulator_ports: (0, 0),
             lb: Lb::Embedded,
             limits: Limits::Off,
+            workers: 1,
+            ledger: Ledger::File,
             run_dir: std::env::temp_dir(),
         };
         assert!(Topology::start(&cfg).is_err());
