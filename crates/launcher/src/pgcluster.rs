@@ -179,7 +179,9 @@ impl PgCluster {
         let Some(pid) = running else {
             return Ok(());
         };
-        if self.is_postmaster(pid) {
+        // The postmaster removes its pid file (which `pg_ctl stop -w` waits for) just
+        // before it exits: give it a moment before calling it stuck.
+        if !wait_until(KILL_WAIT, || !self.is_postmaster(pid)) {
             tracing::warn!(
                 "pg_ctl stop did not stop PostgreSQL (pid {pid}): {}; stopping it by PID",
                 describe(&out)
