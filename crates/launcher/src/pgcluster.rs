@@ -209,7 +209,7 @@ impl PgCluster {
 
     /// Starts the server again on the same data (after it died: PostgreSQL replays its
     /// WAL, so nothing committed is lost). Returns the new postmaster's PID.
-    pub(crate) fn start_again(&mut self) -> anyhow::Result<u32> {
+    pub fn start_again(&mut self) -> anyhow::Result<u32> {
         self.pg_ctl_start(RESTART_TIMEOUT)?;
         Ok(self.pid)
     }

@@ -9,6 +9,9 @@
 //! - `a_worker_paused_past_its_lease`: SIGSTOP of a worker for longer than its lease
 //!   during load, then SIGCONT: it must not send anything it no longer owns, and what
 //!   it had on the wire is resolved by the new owner on the same processor.
+//! - `postgres_killed_and_restarted`: kill -9 of PostgreSQL during load, then a start on
+//!   the same data: the workers reconnect, refusals meanwhile are 503s the clients
+//!   retry, nothing acknowledged is lost or doubled.
 //! - `a_lost_accept_answer`: a proxy between a worker and PostgreSQL cuts the
 //!   connection right after the database committed an accept, before its answer
 //!   reaches the worker: the client gets 503, retries, gets 200 (a duplicate), and
@@ -252,9 +255,10 @@ impl Load {
                             cents / 100,
                             cents % 100
                         );
-                        // A refusal (503 while a worker is dying) is retried with the
-                        // same id, as a careful client does.
-                        for _ in 0..20 {
+                        // A refusal (503 while a worker or the database is down) is
+                        // retried with the same id, as a careful client does, for up
+                        // to 30 s.
+                        for _ in 0..300 {
                             match post_json(&api, "/payments", &body).map(|a| a.status) {
                                 Ok(200..=299) => {
                                     acked.lock().unwrap().push((id.clone(), cents));
@@ -379,6 +383,41 @@ fn a_worker_paused_past_its_lease() {
     println!(
         "scale-out: worker paused 5 s past a 2 s lease; {} payments, all processed once",
         acked.len()
+    );
+    drop(c);
+    drop(pg);
+}
+
+#[test]
+fn postgres_killed_and_restarted() {
+    let Some(mut pg) = TestPg::start("crashed") else {
+        return;
+    };
+    let url = pg.url();
+    let c = Cluster::start("crashed", &[url.clone(), url], 2_000);
+    c.configure(0, "delay", "100");
+    let load = Load::start(&c.apis, 4, Duration::from_millis(10));
+    wait_for(Duration::from_secs(30), "some payments", || {
+        (load.acked() >= 200).then_some(())
+    });
+    let crashed_at = Instant::now();
+    pg.crash_and_restart();
+    let down = crashed_at.elapsed();
+    let before = load.acked();
+    wait_for(
+        Duration::from_secs(60),
+        "payments after the restart",
+        || (load.acked() >= before + 400).then_some(()),
+    );
+    let acked = load.finish();
+    c.settle(acked.len() as u64);
+    audit(&c, &acked);
+    println!(
+        "scale-out: PostgreSQL killed and started again ({:.1} s down); {} payments, all \
+         processed once, settled {:.1} s after the crash",
+        down.as_secs_f64(),
+        acked.len(),
+        crashed_at.elapsed().as_secs_f64()
     );
     drop(c);
     drop(pg);

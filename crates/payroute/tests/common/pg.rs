@@ -51,6 +51,35 @@ impl TestPg {
     pub fn pid(&self) -> Option<u32> {
         self.cluster().postmaster_pid()
     }
+
+    /// kill -9 of the server, as a crash of the database's host would leave it (the
+    /// postmaster stopped first so that it forks nothing more, then its children and
+    /// itself), then a start on the same data: PostgreSQL replays its WAL.
+    #[allow(dead_code)]
+    pub fn crash_and_restart(&mut self) {
+        let pid = self.pid().expect("PostgreSQL runs");
+        let kill = |args: &[&str]| {
+            let _ = std::process::Command::new(args[0])
+                .args(&args[1..])
+                .status();
+        };
+        kill(&["kill", "-STOP", &pid.to_string()]);
+        for child in children(pid) {
+            kill(&["kill", "-KILL", &child.to_string()]);
+        }
+        kill(&["kill", "-KILL", &pid.to_string()]);
+        // Gone and reaped: PostgreSQL refuses to start while its old PID exists.
+        let gone = |p: u32| !std::path::Path::new(&format!("/proc/{p}")).exists();
+        super::wait_for(
+            std::time::Duration::from_secs(10),
+            "PostgreSQL to die",
+            || gone(pid).then_some(()),
+        );
+        let cluster = self.cluster.as_mut().expect("running");
+        cluster
+            .start_again()
+            .unwrap_or_else(|e| panic!("restarting PostgreSQL: {e:#}"));
+    }
 }
 
 impl Drop for TestPg {
@@ -66,4 +95,22 @@ impl Drop for TestPg {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// The processes whose parent is `pid` (from /proc).
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            // /proc/P/stat: "P (comm) S PPID ...": the comm may hold spaces.
+            std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|stat| {
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+                    == Some(pid)
+            })
+        })
+        .collect()
 }

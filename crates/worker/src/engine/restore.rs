@@ -40,16 +40,17 @@ impl Snapshot<'_> {
 impl Engine {
     /// Restores a payment from the log at start-up (see `log.rs`): `requested_at` says
     /// where it may have been sent before the restart; there its fate is unknown, and
-    /// it is resolved on that processor before anything else happens to it.
+    /// it is resolved on that processor before anything else happens to it. False
+    /// (and nothing done) when the id is known here already.
     pub fn restore_pending(
         &mut self,
         id: Uuid,
         amount: Cents,
         requested_at: [Option<Micros>; 2],
         now: Mono,
-    ) {
+    ) -> bool {
         if self.known.contains(&id) {
-            return;
+            return false;
         }
         self.known.insert(id, Known::pending(amount));
         let mut at: [AtProcessor; 2] = Default::default();
@@ -70,6 +71,7 @@ impl Engine {
             None => self.ready.push_back(id),
         }
         self.pending.insert(id, entry);
+        true
     }
 
     /// Restores a payment that was recorded before a restart: `amount` is the

@@ -110,9 +110,13 @@ pub struct PgLedger {
     polls: [AtomicBool; 2],
     /// Why the ledger is unreachable, while it is.
     problem: Mutex<Option<String>>,
-    /// Ids of accept statements that failed without an answer: they may have been
-    /// committed (the reply lost) and be this worker's without the engine knowing.
+    /// Ids this worker may own without its engine knowing, looked up by the upkeep:
+    /// accept statements that failed without an answer (they may have committed), and
+    /// sends the fence refused (a takeover by this same worker may have raced the
+    /// refusal: the row is this incarnation's, the engine forgot it).
     doubtful: Mutex<Vec<Uuid>>,
+    /// Accepts are being refused (logged once per change, not per request).
+    refusing: AtomicBool,
     stats: Stats,
     clock: Clock,
 }
@@ -166,6 +170,7 @@ impl PgLedger {
             polls: [AtomicBool::new(false), AtomicBool::new(false)],
             problem: Mutex::new(None),
             doubtful: Mutex::new(Vec::new()),
+            refusing: AtomicBool::new(false),
             stats: Stats::default(),
             clock,
             cfg,
@@ -307,7 +312,9 @@ impl Ledger for PgLedger {
         let (mut new, known) = match inserted.await {
             Ok(r) => r,
             Err(e) => {
-                tracing::warn!("payments refused: {e}");
+                if !self.refusing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!("payments refused (503) until the ledger answers: {e}");
+                }
                 // The statement may have committed and only its answer been lost: the
                 // upkeep looks these ids up and adopts what is this worker's.
                 self.doubtful
@@ -318,6 +325,9 @@ impl Ledger for PgLedger {
                 return out;
             }
         };
+        if self.refusing.swap(false, Ordering::Relaxed) {
+            tracing::info!("payments accepted again");
+        }
         let mut e = self.engine();
         let now = self.clock.now();
         for (k, &(id, amount)) in batch[..take].iter().enumerate() {
@@ -391,15 +401,28 @@ impl Ledger for PgLedger {
         let now = self.clock.now();
         match answer {
             Ok(owned) => {
+                let mut refused = Vec::new();
                 out.retain(|a| match *a {
                     Action::Send { id, attempt, .. } if !owned.contains(&id) => {
                         // Not this worker's any more: it never leaves.
                         e.forget(&id, Some(attempt));
                         self.stats.refused_sends.fetch_add(1, Ordering::Relaxed);
+                        refused.push(id);
                         false
                     }
                     _ => true,
                 });
+                drop(e);
+                if !refused.is_empty() {
+                    // A takeover of this worker's may have made it this worker's again
+                    // while the send was refused (its restore found the payment still
+                    // here): the upkeep looks the rows up.
+                    self.doubtful
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .extend(refused);
+                }
+                return wake_at;
             }
             Err(err) => {
                 tracing::warn!("sends held back: {err}");

@@ -96,10 +96,15 @@ impl PgLedger {
         Ok(n)
     }
 
-    /// Adopts the payments of accept statements that failed without an answer but did
-    /// commit: rows of this incarnation, pending, that the engine never took. Without
-    /// this they would wait for this worker's lease to lapse (never, while it lives),
-    /// and a client's retry would be answered as a duplicate of a payment never sent.
+    /// Adopts the rows of this incarnation, pending, that the engine does not hold:
+    /// accept statements that failed without an answer but did commit (without this
+    /// they would wait for this worker's lease to lapse, never while it lives, and a
+    /// client's retry would be answered as a duplicate of a payment never sent), and
+    /// payments whose send the fence refused while a takeover of this same worker gave
+    /// them back to it (found by `scale_out::postgres_killed_and_restarted`: both
+    /// leases lapsed in the outage, each worker took its own old rows over, one of
+    /// them was forgotten and stayed pending for good). Where a row says it was sent,
+    /// the payment is bound to that processor with an unknown fate, as at a takeover.
     async fn adopt_doubtful(&self) -> Result<usize, LedgerError> {
         let ids: Vec<Uuid> =
             std::mem::take(&mut *self.doubtful.lock().unwrap_or_else(|e| e.into_inner()));
@@ -119,7 +124,7 @@ impl PgLedger {
         };
         let rows = match c
             .query(
-                "SELECT id, amount FROM payroute_payments
+                "SELECT id, amount, sent_default, sent_fallback FROM payroute_payments
                  WHERE id = ANY($1) AND owner = $2 AND state = 0 ORDER BY seq",
                 &[&ids, &me],
             )
@@ -135,17 +140,22 @@ impl PgLedger {
             }
         };
         let mut e = self.engine();
+        if self.me() != me {
+            return Ok(0); // the lease lapsed meanwhile: the rows go to others
+        }
         let now = self.clock.now();
         let mut n = 0;
         for r in rows {
-            if e.adopt(r.get(0), Cents(r.get(1)), now) {
+            let sent: [Option<i64>; 2] = [r.get(2), r.get(3)];
+            if e.restore_pending(r.get(0), Cents(r.get(1)), sent.map(|s| s.map(Micros)), now) {
                 n += 1;
             }
         }
         if n > 0 {
             tracing::warn!(
                 payments = n,
-                "adopted payments whose accept was committed but its answer lost"
+                "adopted payments of this worker its engine did not hold (an accept \
+                 committed but its answer lost, or a refused send taken back)"
             );
         }
         Ok(n)
