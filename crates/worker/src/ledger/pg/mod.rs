@@ -226,6 +226,58 @@ impl PgLedger {
         Ok(row.get(0))
     }
 
+    /// Logs a change between accepting and refusing (`why`), once per change.
+    fn refusing_accepts(&self, why: Option<&LedgerError>) {
+        match why {
+            Some(e) if !self.refusing.swap(true, Ordering::Relaxed) => {
+                tracing::warn!("payments refused (503) until the ledger answers: {e}");
+            }
+            None if self.refusing.swap(false, Ordering::Relaxed) => {
+                tracing::info!("payments accepted again");
+            }
+            _ => {}
+        }
+    }
+
+    /// Drops the sends the fence refused (not this incarnation's any more: they never
+    /// leave) and keeps the rest of `out`.
+    fn drop_refused(&self, out: &mut Vec<Action>, owned: &std::collections::HashSet<Uuid>) {
+        let mut refused = Vec::new();
+        {
+            let mut e = self.engine();
+            out.retain(|a| match *a {
+                Action::Send { id, attempt, .. } if !owned.contains(&id) => {
+                    e.forget(&id, Some(attempt));
+                    self.stats.refused_sends.fetch_add(1, Ordering::Relaxed);
+                    refused.push(id);
+                    false
+                }
+                _ => true,
+            });
+        }
+        // A takeover by this worker may have made a refused one its own again while
+        // the send was being fenced (its restore found the payment still here): the
+        // upkeep looks the rows up.
+        self.doubt(refused);
+    }
+
+    /// Gives back every action of `out` whose write failed: nothing leaves.
+    fn hold_back(&self, out: &mut Vec<Action>, incarnation: Uuid, err: &LedgerError) {
+        tracing::warn!("sends held back: {err}");
+        let mut e = self.engine();
+        let now = self.clock.now();
+        let effects: Vec<Effect> = out
+            .drain(..)
+            .map(|a| match a {
+                Action::Send { attempt, .. } => e.on_send_result(attempt, SendResult::NotSent, now),
+                Action::Lookup { attempt, .. } => {
+                    e.on_lookup_result(attempt, LookupResult::Error, now)
+                }
+            })
+            .collect();
+        self.queue_effects(&effects, incarnation);
+    }
+
     /// Queues the engine's effects as facts, in the engine's order (called under the
     /// engine's lock, so the queue's order is the engine's).
     fn queue_effects(&self, effects: &[Effect], incarnation: Uuid) {
@@ -312,22 +364,15 @@ impl Ledger for PgLedger {
         let (mut new, known) = match inserted.await {
             Ok(r) => r,
             Err(e) => {
-                if !self.refusing.swap(true, Ordering::Relaxed) {
-                    tracing::warn!("payments refused (503) until the ledger answers: {e}");
-                }
+                self.refusing_accepts(Some(&e));
                 // The statement may have committed and only its answer been lost: the
                 // upkeep looks these ids up and adopts what is this worker's.
-                self.doubtful
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .extend_from_slice(&ids);
+                self.doubt(ids);
                 out[..take].fill(SubmitStatus::Unavailable);
                 return out;
             }
         };
-        if self.refusing.swap(false, Ordering::Relaxed) {
-            tracing::info!("payments accepted again");
-        }
+        self.refusing_accepts(None);
         let mut e = self.engine();
         let now = self.clock.now();
         for (k, &(id, amount)) in batch[..take].iter().enumerate() {
@@ -397,48 +442,9 @@ impl Ledger for PgLedger {
         let answer = reply
             .await
             .unwrap_or_else(|_| Err(LedgerError("the writer stopped".into())));
-        let mut e = self.engine();
-        let now = self.clock.now();
         match answer {
-            Ok(owned) => {
-                let mut refused = Vec::new();
-                out.retain(|a| match *a {
-                    Action::Send { id, attempt, .. } if !owned.contains(&id) => {
-                        // Not this worker's any more: it never leaves.
-                        e.forget(&id, Some(attempt));
-                        self.stats.refused_sends.fetch_add(1, Ordering::Relaxed);
-                        refused.push(id);
-                        false
-                    }
-                    _ => true,
-                });
-                drop(e);
-                if !refused.is_empty() {
-                    // A takeover of this worker's may have made it this worker's again
-                    // while the send was refused (its restore found the payment still
-                    // here): the upkeep looks the rows up.
-                    self.doubtful
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .extend(refused);
-                }
-                return wake_at;
-            }
-            Err(err) => {
-                tracing::warn!("sends held back: {err}");
-                let mut effects = Vec::new();
-                for a in out.drain(..) {
-                    effects.push(match a {
-                        Action::Send { attempt, .. } => {
-                            e.on_send_result(attempt, SendResult::NotSent, now)
-                        }
-                        Action::Lookup { attempt, .. } => {
-                            e.on_lookup_result(attempt, LookupResult::Error, now)
-                        }
-                    });
-                }
-                self.queue_effects(&effects, incarnation);
-            }
+            Ok(owned) => self.drop_refused(out, &owned),
+            Err(err) => self.hold_back(out, incarnation, &err),
         }
         wake_at
     }

@@ -96,6 +96,14 @@ impl PgLedger {
         Ok(n)
     }
 
+    /// Ids for the upkeep to look up (see `doubtful`).
+    pub(super) fn doubt(&self, ids: impl IntoIterator<Item = Uuid>) {
+        self.doubtful
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(ids);
+    }
+
     /// Adopts the rows of this incarnation, pending, that the engine does not hold:
     /// accept statements that failed without an answer but did commit (without this
     /// they would wait for this worker's lease to lapse, never while it lives, and a
@@ -115,10 +123,7 @@ impl PgLedger {
         let c = match self.db.client().await {
             Ok(c) => c,
             Err(e) => {
-                self.doubtful
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .extend_from_slice(&ids);
+                self.doubt(ids);
                 return Err(e);
             }
         };
@@ -132,10 +137,7 @@ impl PgLedger {
         {
             Ok(rows) => rows,
             Err(e) => {
-                self.doubtful
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .extend_from_slice(&ids);
+                self.doubt(ids);
                 return Err(err("looking up doubtful accepts")(e));
             }
         };
