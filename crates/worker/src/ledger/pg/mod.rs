@@ -27,6 +27,7 @@
 //! `requestedAt`, which the new owner resolves there (one copy gets 422).
 
 mod db;
+mod fenced;
 mod observe;
 mod schema;
 mod upkeep;
@@ -226,58 +227,6 @@ impl PgLedger {
         Ok(row.get(0))
     }
 
-    /// Logs a change between accepting and refusing (`why`), once per change.
-    fn refusing_accepts(&self, why: Option<&LedgerError>) {
-        match why {
-            Some(e) if !self.refusing.swap(true, Ordering::Relaxed) => {
-                tracing::warn!("payments refused (503) until the ledger answers: {e}");
-            }
-            None if self.refusing.swap(false, Ordering::Relaxed) => {
-                tracing::info!("payments accepted again");
-            }
-            _ => {}
-        }
-    }
-
-    /// Drops the sends the fence refused (not this incarnation's any more: they never
-    /// leave) and keeps the rest of `out`.
-    fn drop_refused(&self, out: &mut Vec<Action>, owned: &std::collections::HashSet<Uuid>) {
-        let mut refused = Vec::new();
-        {
-            let mut e = self.engine();
-            out.retain(|a| match *a {
-                Action::Send { id, attempt, .. } if !owned.contains(&id) => {
-                    e.forget(&id, Some(attempt));
-                    self.stats.refused_sends.fetch_add(1, Ordering::Relaxed);
-                    refused.push(id);
-                    false
-                }
-                _ => true,
-            });
-        }
-        // A takeover by this worker may have made a refused one its own again while
-        // the send was being fenced (its restore found the payment still here): the
-        // upkeep looks the rows up.
-        self.doubt(refused);
-    }
-
-    /// Gives back every action of `out` whose write failed: nothing leaves.
-    fn hold_back(&self, out: &mut Vec<Action>, incarnation: Uuid, err: &LedgerError) {
-        tracing::warn!("sends held back: {err}");
-        let mut e = self.engine();
-        let now = self.clock.now();
-        let effects: Vec<Effect> = out
-            .drain(..)
-            .map(|a| match a {
-                Action::Send { attempt, .. } => e.on_send_result(attempt, SendResult::NotSent, now),
-                Action::Lookup { attempt, .. } => {
-                    e.on_lookup_result(attempt, LookupResult::Error, now)
-                }
-            })
-            .collect();
-        self.queue_effects(&effects, incarnation);
-    }
-
     /// Queues the engine's effects as facts, in the engine's order (called under the
     /// engine's lock, so the queue's order is the engine's).
     fn queue_effects(&self, effects: &[Effect], incarnation: Uuid) {
@@ -442,9 +391,18 @@ impl Ledger for PgLedger {
         let answer = reply
             .await
             .unwrap_or_else(|_| Err(LedgerError("the writer stopped".into())));
+        let mut e = self.engine();
+        if self.me() != incarnation {
+            // The lease lapsed while the write ran: the engine was emptied, and nothing
+            // decided before leaves (a send whose `Sent` did commit is resolved by its
+            // new owner at that processor, as an unknown fate). Acting on the answer
+            // would forget payments the new incarnation has taken over since.
+            out.clear();
+            return wake_at;
+        }
         match answer {
-            Ok(owned) => self.drop_refused(out, &owned),
-            Err(err) => self.hold_back(out, incarnation, &err),
+            Ok(owned) => self.drop_refused(&mut e, out, &owned),
+            Err(err) => self.hold_back(&mut e, out, incarnation, &err),
         }
         wake_at
     }

@@ -108,11 +108,10 @@ impl PgLedger {
     /// accept statements that failed without an answer but did commit (without this
     /// they would wait for this worker's lease to lapse, never while it lives, and a
     /// client's retry would be answered as a duplicate of a payment never sent), and
-    /// payments whose send the fence refused while a takeover of this same worker gave
-    /// them back to it (found by `scale_out::postgres_killed_and_restarted`: both
-    /// leases lapsed in the outage, each worker took its own old rows over, one of
-    /// them was forgotten and stayed pending for good). Where a row says it was sent,
-    /// the payment is bound to that processor with an unknown fate, as at a takeover.
+    /// payments whose send the fence refused (a safety net: such a row is another's,
+    /// unless a takeover by this worker raced the refusal). Where a row says it was
+    /// sent, the payment is bound to that processor with an unknown fate, as at a
+    /// takeover.
     async fn adopt_doubtful(&self) -> Result<usize, LedgerError> {
         let ids: Vec<Uuid> =
             std::mem::take(&mut *self.doubtful.lock().unwrap_or_else(|e| e.into_inner()));
