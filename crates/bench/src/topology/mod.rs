@@ -180,12 +180,28 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
-fn port_or_free(p: u16) -> anyhow::Result<u16> {
-    if p == 0 {
-        free_port()
-    } else {
-        Ok(p)
+/// `ports` with every 0 replaced by a port free a moment ago, all distinct from each
+/// other and from the ports given: each listener is held until every port is chosen
+/// (closed at once, the kernel may hand the same port out twice: seen in CI as "the
+/// fallback's port is also the public port").
+fn ports_or_free<const N: usize>(ports: [u16; N]) -> anyhow::Result<[u16; N]> {
+    let mut held = Vec::new();
+    let mut out = ports;
+    for slot in out.iter_mut().filter(|p| **p == 0) {
+        for _ in 0..64 {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+            let p = l.local_addr()?.port();
+            held.push(l);
+            if !ports.contains(&p) {
+                *slot = p;
+                break;
+            }
+        }
+        if *slot == 0 {
+            bail!("no free port on 127.0.0.1 apart from {ports:?}");
+        }
     }
+    Ok(out)
 }
 
 impl Topology {
@@ -196,12 +212,11 @@ impl Topology {
         }
         std::fs::create_dir_all(&cfg.run_dir)
             .with_context(|| format!("creating {}", cfg.run_dir.display()))?;
-        let emulator_ports = (
-            port_or_free(cfg.emulator_ports.0)?,
-            port_or_free(cfg.emulator_ports.1)?,
-        );
+        let [public, default, fallback] =
+            ports_or_free([cfg.port, cfg.emulator_ports.0, cfg.emulator_ports.1])?;
+        let emulator_ports = (default, fallback);
         match &cfg.backend {
-            Backend::Payroute => Topology::start_payroute(cfg, emulator_ports),
+            Backend::Payroute => Topology::start_payroute(cfg, public, emulator_ports),
             Backend::Given(url) => Topology::start_beside(cfg, url, None, emulator_ports),
             Backend::Floor { nginx, vus } => {
                 let log = cfg.run_dir.join(format!("{}.log", nginx::NAME));
@@ -218,12 +233,13 @@ impl Topology {
     /// payroute's whole topology, through `launcher`.
     fn start_payroute(
         cfg: &TopologyConfig,
+        public: u16,
         emulator_ports: (u16, u16),
     ) -> anyhow::Result<Topology> {
         // `payroute up`'s own defaults, then what the bench decides. `start` listens on
         // 127.0.0.1 only: nothing here needs to be reachable from elsewhere.
         let mut up = UpConfig::new(cfg.exe.clone(), cfg.run_dir.clone());
-        up.port = port_or_free(cfg.port)?;
+        up.port = public;
         up.default_url = cfg.default.clone();
         up.fallback_url = cfg.fallback.clone();
         up.emulator_fees = cfg.fees;
@@ -558,6 +574,19 @@ pub fn current_rss_bytes(pid: u32) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bench's own ports, chosen together: distinct, and never one given.
+    #[test]
+    fn free_ports_are_distinct_and_spare_the_given_ones() {
+        for _ in 0..200 {
+            let [a, b, c] = ports_or_free([0, 0, 0]).unwrap();
+            assert!(a != 0 && a != b && b != c && a != c, "{a} {b} {c}");
+            let given = b;
+            let [x, y, z] = ports_or_free([0, given, 0]).unwrap();
+            assert_eq!(y, given);
+            assert!(x != given && z != given && x != z, "{x} {y} {z}");
+        }
+    }
 
     #[test]
     fn parses_proc_files() {
