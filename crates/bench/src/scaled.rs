@@ -306,18 +306,7 @@ impl ScaledData {
 }
 
 /// `url` without the password it may hold, for what is printed and written.
-pub fn hide_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    match rest.split_once('@') {
-        Some((user_info, host)) if user_info.contains(':') => {
-            let user = user_info.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{host}")
-        }
-        _ => url.to_string(),
-    }
-}
+pub use launcher::hide_password;
 
 #[cfg(test)]
 mod tests {

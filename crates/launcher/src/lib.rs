@@ -73,7 +73,7 @@ pub use cli::{Args, Lb, Ledger, Limits, Restart};
 pub use config::{StartOptions, UpConfig, DEFAULT_READY_TIMEOUT};
 pub use events::Event;
 pub use limits::LimitsStatus;
-pub use running::Running;
+pub use running::{hide_password, Running};
 pub use start::{start, start_with};
 use std::time::Duration;
 pub use submission::{run_submission, submission_compose, write_submission, SubmissionArgs};

@@ -184,7 +184,7 @@ impl Running {
 
 /// `url` without the password it may hold (`postgres://user:secret@host` →
 /// `postgres://user:***@host`), for what is printed.
-fn hide_password(url: &str) -> String {
+pub fn hide_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
