@@ -27,7 +27,6 @@ use uuid::Uuid;
 use worker::core::{Core, Journal};
 use worker::engine::{
     Action, AttemptId, Effect, Engine, EngineConfig, HealthReport, LookupResult, SendResult,
-    StoredCopy,
 };
 use worker::log::{restore, snapshot, Record};
 
@@ -135,7 +134,7 @@ struct Proc {
     delay_ms: i64,
     /// Per mille of requests answered with a 400 (the payment refused for good).
     rejects: u64,
-    stored: HashMap<Uuid, (Micros, Cents)>,
+    stored: common::Stored,
 }
 
 struct World {
@@ -414,13 +413,7 @@ impl World {
                 let result = if self.chaos && self.rng.chance(30) {
                     LookupResult::Error
                 } else {
-                    match self.procs[processor.index()].stored.get(&id) {
-                        Some(&(at, amount)) => LookupResult::Found(StoredCopy {
-                            amount,
-                            requested_at: at,
-                        }),
-                        None => LookupResult::NotFound,
-                    }
+                    common::look_up(&self.procs[processor.index()].stored, &id)
                 };
                 self.after(
                     300,
@@ -447,20 +440,10 @@ impl World {
     ) {
         self.touched.push(id);
         let proc = &mut self.procs[processor.index()];
-        let result = if proc.failing {
-            SendResult::Failed
-        } else {
-            match proc.stored.entry(id) {
-                std::collections::hash_map::Entry::Occupied(_) => SendResult::AlreadyStored,
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert((at, amount));
-                    if id.as_u128() <= self.purged_below {
-                        self.orphans.insert(id);
-                    }
-                    SendResult::Stored
-                }
-            }
-        };
+        let result = common::take(&mut proc.stored, proc.failing, id, at, amount);
+        if result == SendResult::Stored && id.as_u128() <= self.purged_below {
+            self.orphans.insert(id);
+        }
         if answer {
             self.after(
                 400,

@@ -24,7 +24,6 @@ use std::collections::{HashMap, VecDeque};
 use uuid::Uuid;
 use worker::engine::{
     Action, AttemptId, Effect, Engine, EngineConfig, HealthReport, LookupResult, SendResult,
-    StoredCopy,
 };
 
 const MS: i64 = 1000;
@@ -103,7 +102,7 @@ struct SimWorker {
 struct Proc {
     failing: bool,
     delay_ms: i64,
-    stored: HashMap<Uuid, (Micros, Cents)>,
+    stored: common::Stored,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -488,13 +487,7 @@ impl World {
                 }
             }
             Action::Lookup { processor, id, .. } => {
-                let result = match self.procs[processor.index()].stored.get(&id) {
-                    Some(&(at, amount)) => LookupResult::Found(StoredCopy {
-                        amount,
-                        requested_at: at,
-                    }),
-                    None => LookupResult::NotFound,
-                };
+                let result = common::look_up(&self.procs[processor.index()].stored, &id);
                 self.after(
                     300,
                     Ev::LookupDone {
@@ -521,17 +514,7 @@ impl World {
         answer: bool,
     ) {
         let proc = &mut self.procs[p.index()];
-        let result = if proc.failing {
-            SendResult::Failed
-        } else {
-            match proc.stored.entry(id) {
-                std::collections::hash_map::Entry::Occupied(_) => SendResult::AlreadyStored,
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert((at, amount));
-                    SendResult::Stored
-                }
-            }
-        };
+        let result = common::take(&mut proc.stored, proc.failing, id, at, amount);
         if answer {
             self.after(
                 400,

@@ -1,10 +1,43 @@
-//! What the two simulations share: a seeded random source, a timed event queue, and
-//! the runner that goes through the seeds and names the one that failed.
+//! What the two simulations share: a seeded random source, a timed event queue, the
+//! simulated processors' books, and the runner that goes through the seeds and names
+//! the one that failed.
 #![allow(dead_code, unreachable_pub)]
 
-use model::Mono;
+use model::{Cents, Micros, Mono};
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{hash_map::Entry, BinaryHeap, HashMap};
+use uuid::Uuid;
+use worker::engine::{LookupResult, SendResult, StoredCopy};
+
+/// What a simulated processor stored: its `requestedAt` and amount, by id.
+pub type Stored = HashMap<Uuid, (Micros, Cents)>;
+
+/// A send reaching a simulated processor, as the official one treats it: refused
+/// while it fails (checked when the request's delay ends), else stored once; a second
+/// copy of the same id is a 422.
+pub fn take(stored: &mut Stored, failing: bool, id: Uuid, at: Micros, amount: Cents) -> SendResult {
+    if failing {
+        return SendResult::Failed;
+    }
+    match stored.entry(id) {
+        Entry::Occupied(_) => SendResult::AlreadyStored,
+        Entry::Vacant(v) => {
+            v.insert((at, amount));
+            SendResult::Stored
+        }
+    }
+}
+
+/// `GET /payments/{id}` on a simulated processor: its own copy, or not found.
+pub fn look_up(stored: &Stored, id: &Uuid) -> LookupResult {
+    match stored.get(id) {
+        Some(&(at, amount)) => LookupResult::Found(StoredCopy {
+            amount,
+            requested_at: at,
+        }),
+        None => LookupResult::NotFound,
+    }
+}
 
 /// splitmix64: small, fast, good enough to explore schedules.
 pub struct Rng(pub u64);
