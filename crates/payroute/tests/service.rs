@@ -314,6 +314,53 @@ fn every_payment_reaches_one_processor_once_and_summaries_agree() {
 }
 
 #[test]
+fn sends_leave_in_batches_no_more_often_than_the_send_batch_interval() {
+    let h = Harness::start("batch", |c| c.send_batch = Duration::from_secs(2));
+    // When the default processor stored a payment, with the requestedAt it was sent.
+    let sent_at = |id: &str| {
+        let r = get(&h.default, &format!("/payments/{id}")).ok()?;
+        (r.status == 200).then(|| {
+            let at = r.json()["requestedAt"].as_str().unwrap().to_string();
+            model::Micros::parse(&at).unwrap().0
+        })
+    };
+    // Nothing was sent for a while: the first payment leaves at once.
+    let first = uuid();
+    let posted = Instant::now();
+    assert_eq!(h.pay(0, &first, "1.00").status, 202);
+    let first_at = wait_for(Duration::from_secs(5), "the first payment sent", || {
+        sent_at(&first)
+    });
+    assert!(
+        posted.elapsed() < Duration::from_millis(1500),
+        "the first payment after a quiet time waited {:?}",
+        posted.elapsed()
+    );
+    // Two more at once: they wait for the interval since that send, then leave together.
+    let (a, b) = (uuid(), uuid());
+    assert_eq!(h.pay(1, &a, "1.00").status, 202);
+    assert_eq!(h.pay(0, &b, "1.00").status, 202);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        (sent_at(&a), sent_at(&b)),
+        (None, None),
+        "sent within 2 s of the last batch"
+    );
+    let limit = Duration::from_secs(5);
+    let a_at = wait_for(limit, "the second payment sent", || sent_at(&a));
+    let b_at = wait_for(limit, "the third payment sent", || sent_at(&b));
+    assert!(
+        a_at - first_at >= 1_900_000,
+        "{} µs after the first batch",
+        a_at - first_at
+    );
+    assert!(
+        (a_at - b_at).abs() <= 50_000,
+        "not one batch: {a_at} and {b_at}"
+    );
+}
+
+#[test]
 fn summary_agrees_with_the_books_while_processors_are_slow_or_failing() {
     let h = Harness::start("live", |_| {});
     h.configure(&h.default, "delay", "300");

@@ -24,6 +24,13 @@ pub const DEFAULT_ACK_AFTER: AckAfter = AckAfter::Write;
 /// The official processors allow one health call per 5 s; polling faster only earns
 /// 429s.
 pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+/// Sends leave in batches at most this often: each batch costs one `fdatasync` (about
+/// 130 µs of CPU on a small VM, whatever the batch's size) or one database
+/// transaction. 10 ms batches the preview's ~300 payments/s by three and the final's
+/// by ten, and adds at most 10 ms before a payment is sent, which no client sees (it
+/// was answered 202 already) and the auditor's windows (1.5 s in the past) do not
+/// reach. See docs/BENCHMARKS.md, "Sends in batches".
+pub const DEFAULT_SEND_BATCH: Duration = Duration::from_millis(10);
 
 /// When a payment is acknowledged to the api, and so what a crash can take back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -93,6 +100,14 @@ pub struct Args {
     /// waits for a disk sync, grouped per batch).
     #[arg(long, env = "PAYROUTE_ACK_AFTER", value_enum, default_value_t = DEFAULT_ACK_AFTER)]
     pub ack_after: AckAfter,
+    /// Sends leave in batches at most this often, in ms: each batch costs one disk
+    /// sync (or one database transaction) whatever its size, so under load a longer
+    /// interval costs less CPU per payment and sends each payment up to this much
+    /// later. 0 sends each payment as soon as it can.
+    #[arg(long, env = "PAYROUTE_SEND_BATCH_MS",
+          default_value_t = DEFAULT_SEND_BATCH.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(0..=1_000))]
+    pub send_batch_ms: u64,
     /// Compact the payment log once it holds this many records (40 bytes each) and
     /// twice the records of its last snapshot.
     #[arg(long, env = "PAYROUTE_COMPACT_MIN_RECORDS",
@@ -209,6 +224,8 @@ pub struct Config {
     pub engine: EngineConfig,
     pub client: ClientConfig,
     pub health_interval: Duration,
+    /// Sends leave in batches at most this often (`ZERO`: at once).
+    pub send_batch: Duration,
     /// The payment log; `None` keeps everything in memory only (tests).
     pub log: Option<LogConfig>,
     pub ack_after: AckAfter,
@@ -227,6 +244,7 @@ impl Config {
             engine: EngineConfig::default(),
             client: ClientConfig::default(),
             health_interval: DEFAULT_HEALTH_INTERVAL,
+            send_batch: DEFAULT_SEND_BATCH,
             log: None,
             ack_after: DEFAULT_ACK_AFTER,
             ledger: None,
@@ -246,6 +264,7 @@ impl Config {
         c.engine.dedup_max_ids = a.dedup_max_ids;
         c.client.request_timeout = Duration::from_millis(a.request_timeout_ms);
         c.health_interval = Duration::from_millis(a.health_interval_ms);
+        c.send_batch = Duration::from_millis(a.send_batch_ms);
         c.ack_after = a.ack_after;
         let mut log = LogConfig::new(a.data_dir.clone());
         log.sync_interval =
@@ -290,6 +309,7 @@ mod tests {
             ("--ack-after", "never"),
             ("--ledger", "mysql://x"),
             ("--lease-ms", "10"),
+            ("--send-batch-ms", "5000"),
         ] {
             let err = match Cli::try_parse_from(["worker", flag, value]) {
                 Ok(_) => panic!("{flag} {value} accepted"),

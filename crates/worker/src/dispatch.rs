@@ -10,11 +10,14 @@ use netio::CancellationToken;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Sends what the engine asks for; sleeps until there is something new.
+/// Sends what the engine asks for; sleeps until there is something new. A turn that
+/// sent something is followed by the next one `batch` later at the earliest, so that
+/// what arrives meanwhile shares its disk sync (a wake-up meanwhile is kept, not lost).
 pub(crate) async fn dispatch_loop<L: Ledger>(
     state: Arc<WorkerState<L>>,
     client: ProcessorClient,
     urls: Arc<[String; 2]>,
+    batch: Duration,
     shutdown: CancellationToken,
 ) {
     /// Actions taken per turn before yielding, so a flood of submits drains in bursts
@@ -23,13 +26,25 @@ pub(crate) async fn dispatch_loop<L: Ledger>(
     /// Even with nothing scheduled, look again this often (cheap: one lock).
     const IDLE_TICK: Duration = Duration::from_millis(100);
     let mut actions = Vec::with_capacity(BATCH);
+    let mut last_sent: Option<Instant> = None;
     loop {
+        if let Some(wait) = last_sent.and_then(|t| batch.checked_sub(t.elapsed())) {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
         let wake_at = state.ledger.take_actions(BATCH, &mut actions).await;
+        if !actions.is_empty() {
+            last_sent = Some(Instant::now());
+        }
         let full = actions.len() == BATCH;
         for a in actions.drain(..) {
             tokio::spawn(execute(state.clone(), client.clone(), urls.clone(), a));
         }
         if full {
+            // A backlog: the next batch is as big as batches get, no reason to wait.
+            last_sent = None;
             tokio::task::yield_now().await;
             continue;
         }

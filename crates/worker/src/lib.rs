@@ -136,6 +136,7 @@ async fn serve_state<L: Ledger>(
         state.clone(),
         client.clone(),
         urls.clone(),
+        config.send_batch,
         shutdown.clone(),
     ));
     tasks.spawn(dispatch::upkeep_loop(

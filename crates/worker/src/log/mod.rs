@@ -6,7 +6,8 @@
 //!   (`fdatasync`) before its request leaves; every outcome is written. A process crash
 //!   loses nothing; a machine crash loses at most the accepts of the last sync interval
 //!   (none in `--ack-after fsync` mode), never the record that a request left.
-//! - `fdatasync` also runs on its own thread every `sync_interval`, grouped.
+//! - Every write is synced within `sync_interval`: by the dispatcher's syncs, or by a
+//!   thread that syncs what they left (see `sync`).
 //! - On start the log is replayed, streamed: recorded outcomes rebuild the summary,
 //!   unfinished payments go back to the queue, and payments that may have been sent
 //!   are resolved on that processor first (see `Engine::restore_pending`).
