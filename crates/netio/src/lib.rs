@@ -1,6 +1,6 @@
 //! Sockets and HTTP for payroute's servers: a listen address that is either TCP or a
 //! Unix socket, binding with `SO_REUSEPORT` (so two api processes can share :9999), and
-//! a small HTTP/1.1 server whose memory is bounded by design.
+//! a small HTTP/1.1 server whose memory is bounded by design, and a small client.
 //!
 //! The server ([`Server`], [`serve`]) lends each connection a small buffer per request
 //! and none while it is idle, bounds what buffers may grow to in all, and caps
@@ -10,11 +10,16 @@
 //! `Expect: 100-continue`); a role implements [`Handler`]: a [`Request`] in, a
 //! [`Response`] out.
 //!
+//! The client ([`client::Origin`]) is the other side, for the worker's calls to the
+//! processors: keep-alive pools, answers read into reused buffers, and errors that
+//! tell "nothing was sent" from "the server may have acted on it".
+//!
 //! Architecture invariant: nothing here knows about payments; it moves bytes and
 //! enforces limits.
 
 mod buffers;
 pub mod chunked;
+pub mod client;
 mod conn;
 pub mod date;
 mod listen;

@@ -1,17 +1,14 @@
 //! HTTP calls to the processors, classified into what they mean for a payment.
 //!
-//! One pooled keep-alive client for both processors (hyper-util's legacy `Client`):
-//! each request in flight holds its own connection (HTTP/1.1 has no multiplexing), so
-//! the pool grows to the number of payments in flight and stays there.
+//! One pool of keep-alive connections per processor (`netio::client::Origin`): each
+//! request in flight holds its own connection (HTTP/1.1 has no multiplexing), so a
+//! pool grows to the number of payments in flight and stays there.
 
 use crate::engine::{HealthReport, LookupResult, SendResult, StoredCopy};
-use bytes::Bytes;
-use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use http::StatusCode;
 use model::{Cents, Micros};
+use netio::client::{Answer, Origin, PoolConfig};
+use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -35,9 +32,19 @@ impl Default for ClientConfig {
     }
 }
 
+/// As many idle connections as payments can be in flight, so a burst never pays for
+/// new connections twice; closed after 30 s unused (the official processors keep idle
+/// connections longer than that).
+const POOL: PoolConfig = PoolConfig {
+    connect_timeout: Duration::from_secs(1),
+    max_idle: 1024,
+    idle_timeout: Duration::from_secs(30),
+};
+
 #[derive(Clone)]
 pub struct ProcessorClient {
-    http: Client<HttpConnector, Full<Bytes>>,
+    /// Each processor's base URL and its pool.
+    origins: Arc<[(String, Origin)]>,
     cfg: ClientConfig,
 }
 
@@ -53,14 +60,12 @@ pub enum HealthPoll {
 /// Why a GET to a processor gave no answer.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
-    #[error("the request could not be built: {0}")]
-    Build(#[from] http::Error),
-    #[error("{0:?}")]
-    Transport(#[from] hyper_util::client::legacy::Error),
-    #[error("reading the body failed: {0}")]
-    Body(#[from] hyper::Error),
+    #[error("{0}")]
+    Call(#[from] netio::client::CallError),
     #[error("timed out")]
     Timeout,
+    #[error("`{0}` is not one of the processors this client was made for")]
+    UnknownProcessor(String),
 }
 
 /// Why a health poll told nothing.
@@ -73,21 +78,28 @@ pub enum HealthError {
 }
 
 impl ProcessorClient {
-    pub fn new(cfg: ClientConfig) -> ProcessorClient {
-        let mut connector = HttpConnector::new();
-        // Payment bodies are ~100 bytes: Nagle would hold them back.
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(cfg.connect_timeout));
-        connector.set_keepalive(Some(Duration::from_secs(30)));
-        let http = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            // As many idle connections as payments can be in flight, so a burst never
-            // pays for new connections twice.
-            .pool_max_idle_per_host(1024)
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
-        ProcessorClient { http, cfg }
+    /// A client for these processors' base URLs (`http://HOST[:PORT]`).
+    pub fn new(cfg: ClientConfig, bases: &[String]) -> Result<ProcessorClient, String> {
+        let pool = PoolConfig {
+            connect_timeout: cfg.connect_timeout,
+            ..POOL
+        };
+        let origins = bases
+            .iter()
+            .map(|b| Ok((b.clone(), Origin::new(b, pool)?)))
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(ProcessorClient {
+            origins: origins.into(),
+            cfg,
+        })
+    }
+
+    fn origin(&self, base: &str) -> Result<&Origin, CallError> {
+        self.origins
+            .iter()
+            .find(|(b, _)| b == base)
+            .map(|(_, o)| o)
+            .ok_or_else(|| CallError::UnknownProcessor(base.to_string()))
     }
 
     /// `POST {base}/payments`.
@@ -98,6 +110,9 @@ impl ProcessorClient {
         amount: Cents,
         requested_at: Micros,
     ) -> SendResult {
+        let Ok(origin) = self.origin(base) else {
+            return SendResult::NotSent;
+        };
         let mut ts = [0u8; 24];
         requested_at.write_millis(&mut ts);
         let body = format!(
@@ -106,26 +121,16 @@ impl ProcessorClient {
             amount,
             std::str::from_utf8(&ts).unwrap_or_default()
         );
-        let req = Request::builder()
-            .method(Method::POST)
-            .uri(format!("{base}/payments"))
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body)));
-        let Ok(req) = req else {
-            return SendResult::NotSent;
-        };
-        let call = async {
-            let resp = self.http.request(req).await?;
-            let status = resp.status();
-            // Read the body to the end so the connection goes back to the pool.
-            let _ = resp.into_body().collect().await;
-            Ok::<_, hyper_util::client::legacy::Error>(status)
-        };
+        let call = origin.call(
+            "POST",
+            "/payments",
+            Some(("application/json", body.as_bytes())),
+        );
         match tokio::time::timeout(self.cfg.request_timeout, call).await {
-            Ok(Ok(status)) => classify(status),
+            Ok(Ok(answer)) => classify(answer.status),
             Ok(Err(e)) if e.is_connect() => SendResult::NotSent,
             Ok(Err(e)) => {
-                tracing::debug!("payment request lost after sending: {e:?}");
+                tracing::debug!("payment request lost after sending: {e}");
                 SendResult::Unknown
             }
             Err(_) => SendResult::Unknown,
@@ -135,10 +140,12 @@ impl ProcessorClient {
     /// `GET {base}/payments/{id}`.
     pub async fn lookup(&self, base: &str, id: Uuid) -> LookupResult {
         match self
-            .get(&format!("{base}/payments/{}", id.hyphenated()))
+            .get(base, &format!("/payments/{}", id.hyphenated()))
             .await
         {
-            Ok((StatusCode::OK, _, body)) => match parse_copy(&body) {
+            Ok(Answer {
+                status: 200, body, ..
+            }) => match parse_copy(&body) {
                 Some(copy) => LookupResult::Found(copy),
                 None => {
                     tracing::warn!(
@@ -148,25 +155,30 @@ impl ProcessorClient {
                     LookupResult::Error
                 }
             },
-            Ok((StatusCode::NOT_FOUND, _, _)) => LookupResult::NotFound,
+            Ok(Answer { status: 404, .. }) => LookupResult::NotFound,
             _ => LookupResult::Error,
         }
     }
 
     /// `GET {base}/payments/service-health`.
     pub async fn health(&self, base: &str) -> HealthPoll {
-        match self.get(&format!("{base}/payments/service-health")).await {
-            Ok((StatusCode::TOO_MANY_REQUESTS, retry_after, _)) => {
+        match self.get(base, "/payments/service-health").await {
+            Ok(Answer {
+                status: 429,
+                retry_after,
+                ..
+            }) => {
                 // The limiter's window is 5 s; an absent or absurd header means that.
                 let secs = retry_after.filter(|s| (1..=60).contains(s)).unwrap_or(5);
                 HealthPoll::RetryAfter(Duration::from_secs(secs))
             }
             // One revision of the official processor answers 503 with the same body
             // while failing: the body is what counts.
-            Ok((status, _, body)) => match parse_health(&body) {
+            Ok(Answer { status, body, .. }) => match parse_health(&body) {
                 Some(r) => HealthPoll::Report(r),
                 None => HealthPoll::Error(HealthError::BadBody {
-                    status,
+                    status: StatusCode::from_u16(status)
+                        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
                     body: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
                 }),
             },
@@ -174,32 +186,18 @@ impl ProcessorClient {
         }
     }
 
-    /// A GET: status, `Retry-After` in seconds if any, body.
-    async fn get(&self, uri: &str) -> Result<(StatusCode, Option<u64>, Bytes), CallError> {
-        let req = Request::builder()
-            .method(Method::GET)
-            .uri(uri)
-            .body(Full::new(Bytes::new()))?;
-        let call = async {
-            let resp = self.http.request(req).await?;
-            let status = resp.status();
-            let retry_after = resp
-                .headers()
-                .get(http::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok());
-            let body = resp.into_body().collect().await?.to_bytes();
-            Ok((status, retry_after, body))
-        };
-        tokio::time::timeout(self.cfg.request_timeout, call)
+    /// A GET of `path` on that processor, bounded by the request timeout.
+    async fn get(&self, base: &str, path: &str) -> Result<Answer, CallError> {
+        let call = self.origin(base)?.call("GET", path, None);
+        Ok(tokio::time::timeout(self.cfg.request_timeout, call)
             .await
-            .map_err(|_| CallError::Timeout)?
+            .map_err(|_| CallError::Timeout)??)
     }
 }
 
 /// What a processor's status code means for the payment.
-pub fn classify(status: StatusCode) -> SendResult {
-    match status.as_u16() {
+pub fn classify(status: u16) -> SendResult {
+    match status {
         200..=299 => SendResult::Stored,
         422 => SendResult::AlreadyStored,
         429 => SendResult::Throttled,
@@ -257,11 +255,7 @@ mod tests {
             (302, SendResult::Failed),
         ];
         for (code, want) in cases {
-            assert_eq!(
-                classify(StatusCode::from_u16(code).unwrap()),
-                want,
-                "{code}"
-            );
+            assert_eq!(classify(code), want, "{code}");
         }
     }
 

@@ -129,7 +129,8 @@ async fn serve_state<L: Ledger>(
     listener: IpcListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let client = ProcessorClient::new(config.client.clone());
+    let client = ProcessorClient::new(config.client.clone(), &config.urls)
+        .map_err(|e| anyhow::anyhow!("a processor's URL: {e}"))?;
     let urls = Arc::new(config.urls.clone());
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(dispatch::dispatch_loop(
