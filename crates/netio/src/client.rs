@@ -104,26 +104,24 @@ struct Conn {
 impl Origin {
     /// `base` is `http://HOST[:PORT]` (a trailing `/` allowed); port 80 when absent.
     pub fn new(base: &str, cfg: PoolConfig) -> Result<Origin, String> {
-        let rest = base
-            .strip_prefix("http://")
-            .ok_or_else(|| format!("`{base}` does not start with http://"))?;
-        let rest = rest.trim_end_matches('/');
-        if rest.is_empty() || rest.contains('/') {
-            return Err(format!("`{base}` is not http://HOST[:PORT]"));
+        let uri: http::Uri = base
+            .parse()
+            .map_err(|e| format!("`{base}` is not a URL ({e})"))?;
+        let host = uri.host().filter(|h| !h.is_empty());
+        match (uri.scheme_str(), host) {
+            (Some("http"), Some(host))
+                if matches!(uri.path(), "" | "/") && uri.query().is_none() =>
+            {
+                Ok(Origin {
+                    inner: Arc::new(Inner {
+                        authority: format!("{host}:{}", uri.port_u16().unwrap_or(80)),
+                        cfg,
+                        idle: Mutex::new(Vec::new()),
+                    }),
+                })
+            }
+            _ => Err(format!("`{base}` is not http://HOST[:PORT]")),
         }
-        let has_port = rest.rsplit_once(':').is_some_and(|(_, p)| !p.contains(']'));
-        let authority = if has_port {
-            rest.to_string()
-        } else {
-            format!("{rest}:80")
-        };
-        Ok(Origin {
-            inner: Arc::new(Inner {
-                authority,
-                cfg,
-                idle: Mutex::new(Vec::new()),
-            }),
-        })
     }
 
     /// `HOST:PORT`.

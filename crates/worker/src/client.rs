@@ -6,7 +6,7 @@
 
 use crate::engine::{HealthReport, LookupResult, SendResult, StoredCopy};
 use http::StatusCode;
-use model::{Cents, Micros};
+use model::{Cents, Micros, Processor};
 use netio::client::{Answer, Origin, PoolConfig};
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,8 +43,8 @@ const POOL: PoolConfig = PoolConfig {
 
 #[derive(Clone)]
 pub struct ProcessorClient {
-    /// Each processor's base URL and its pool.
-    origins: Arc<[(String, Origin)]>,
+    /// Each processor's pool, by [`Processor::index`].
+    origins: Arc<[Origin; 2]>,
     cfg: ClientConfig,
 }
 
@@ -64,8 +64,6 @@ pub enum CallError {
     Call(#[from] netio::client::CallError),
     #[error("timed out")]
     Timeout,
-    #[error("`{0}` is not one of the processors this client was made for")]
-    UnknownProcessor(String),
 }
 
 /// Why a health poll told nothing.
@@ -78,41 +76,28 @@ pub enum HealthError {
 }
 
 impl ProcessorClient {
-    /// A client for these processors' base URLs (`http://HOST[:PORT]`).
-    pub fn new(cfg: ClientConfig, bases: &[String]) -> Result<ProcessorClient, String> {
+    /// A client for the processors at these base URLs (`http://HOST[:PORT]`), default
+    /// first.
+    pub fn new(cfg: ClientConfig, bases: &[String; 2]) -> Result<ProcessorClient, String> {
         let pool = PoolConfig {
             connect_timeout: cfg.connect_timeout,
             ..POOL
         };
-        let origins = bases
-            .iter()
-            .map(|b| Ok((b.clone(), Origin::new(b, pool)?)))
-            .collect::<Result<Vec<_>, String>>()?;
+        let origins = [Origin::new(&bases[0], pool)?, Origin::new(&bases[1], pool)?];
         Ok(ProcessorClient {
-            origins: origins.into(),
+            origins: Arc::new(origins),
             cfg,
         })
     }
 
-    fn origin(&self, base: &str) -> Result<&Origin, CallError> {
-        self.origins
-            .iter()
-            .find(|(b, _)| b == base)
-            .map(|(_, o)| o)
-            .ok_or_else(|| CallError::UnknownProcessor(base.to_string()))
-    }
-
-    /// `POST {base}/payments`.
+    /// `POST /payments`.
     pub async fn send(
         &self,
-        base: &str,
+        to: Processor,
         id: Uuid,
         amount: Cents,
         requested_at: Micros,
     ) -> SendResult {
-        let Ok(origin) = self.origin(base) else {
-            return SendResult::NotSent;
-        };
         let mut ts = [0u8; 24];
         requested_at.write_millis(&mut ts);
         let body = format!(
@@ -121,7 +106,7 @@ impl ProcessorClient {
             amount,
             std::str::from_utf8(&ts).unwrap_or_default()
         );
-        let call = origin.call(
+        let call = self.origins[to.index()].call(
             "POST",
             "/payments",
             Some(("application/json", body.as_bytes())),
@@ -137,10 +122,10 @@ impl ProcessorClient {
         }
     }
 
-    /// `GET {base}/payments/{id}`.
-    pub async fn lookup(&self, base: &str, id: Uuid) -> LookupResult {
+    /// `GET /payments/{id}`.
+    pub async fn lookup(&self, at: Processor, id: Uuid) -> LookupResult {
         match self
-            .get(base, &format!("/payments/{}", id.hyphenated()))
+            .get(at, &format!("/payments/{}", id.hyphenated()))
             .await
         {
             Ok(Answer {
@@ -160,9 +145,9 @@ impl ProcessorClient {
         }
     }
 
-    /// `GET {base}/payments/service-health`.
-    pub async fn health(&self, base: &str) -> HealthPoll {
-        match self.get(base, "/payments/service-health").await {
+    /// `GET /payments/service-health`.
+    pub async fn health(&self, of: Processor) -> HealthPoll {
+        match self.get(of, "/payments/service-health").await {
             Ok(Answer {
                 status: 429,
                 retry_after,
@@ -187,8 +172,8 @@ impl ProcessorClient {
     }
 
     /// A GET of `path` on that processor, bounded by the request timeout.
-    async fn get(&self, base: &str, path: &str) -> Result<Answer, CallError> {
-        let call = self.origin(base)?.call("GET", path, None);
+    async fn get(&self, at: Processor, path: &str) -> Result<Answer, CallError> {
+        let call = self.origins[at.index()].call("GET", path, None);
         Ok(tokio::time::timeout(self.cfg.request_timeout, call)
             .await
             .map_err(|_| CallError::Timeout)??)

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 pub(crate) async fn dispatch_loop<L: Ledger>(
     state: Arc<WorkerState<L>>,
     client: ProcessorClient,
-    urls: Arc<[String; 2]>,
     batch: Duration,
     shutdown: CancellationToken,
 ) {
@@ -40,7 +39,7 @@ pub(crate) async fn dispatch_loop<L: Ledger>(
         }
         let full = actions.len() == BATCH;
         for a in actions.drain(..) {
-            tokio::spawn(execute(state.clone(), client.clone(), urls.clone(), a));
+            tokio::spawn(execute(state.clone(), client.clone(), a));
         }
         if full {
             // A backlog: the next batch is as big as batches get, no reason to wait.
@@ -59,12 +58,7 @@ pub(crate) async fn dispatch_loop<L: Ledger>(
     }
 }
 
-async fn execute<L: Ledger>(
-    state: Arc<WorkerState<L>>,
-    client: ProcessorClient,
-    urls: Arc<[String; 2]>,
-    action: Action,
-) {
+async fn execute<L: Ledger>(state: Arc<WorkerState<L>>, client: ProcessorClient, action: Action) {
     match action {
         Action::Send {
             attempt,
@@ -74,9 +68,7 @@ async fn execute<L: Ledger>(
             requested_at,
         } => {
             let started = Instant::now();
-            let result = client
-                .send(&urls[processor.index()], id, amount, requested_at)
-                .await;
+            let result = client.send(processor, id, amount, requested_at).await;
             let elapsed = started.elapsed().as_secs_f64();
             if state
                 .ledger
@@ -100,7 +92,7 @@ async fn execute<L: Ledger>(
             processor,
             id,
         } => {
-            let result = client.lookup(&urls[processor.index()], id).await;
+            let result = client.lookup(processor, id).await;
             state.ledger.on_lookup_result(attempt, result).await;
         }
     }

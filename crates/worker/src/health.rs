@@ -17,7 +17,6 @@ pub(crate) async fn poll_health<L: Ledger>(
     state: Arc<WorkerState<L>>,
     client: ProcessorClient,
     p: Processor,
-    url: String,
     interval: Duration,
     shutdown: CancellationToken,
 ) {
@@ -31,7 +30,7 @@ pub(crate) async fn poll_health<L: Ledger>(
             }
             continue;
         }
-        let wait = match client.health(&url).await {
+        let wait = match client.health(p).await {
             HealthPoll::Report(r) => {
                 let before = state.ledger.with_engine(|e| e.view(p).failing());
                 state.ledger.on_health(p, r).await;

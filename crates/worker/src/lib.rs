@@ -131,12 +131,10 @@ async fn serve_state<L: Ledger>(
 ) -> anyhow::Result<()> {
     let client = ProcessorClient::new(config.client.clone(), &config.urls)
         .map_err(|e| anyhow::anyhow!("a processor's URL: {e}"))?;
-    let urls = Arc::new(config.urls.clone());
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(dispatch::dispatch_loop(
         state.clone(),
         client.clone(),
-        urls.clone(),
         config.send_batch,
         shutdown.clone(),
     ));
@@ -150,13 +148,12 @@ async fn serve_state<L: Ledger>(
             state.clone(),
             client.clone(),
             p,
-            urls[p.index()].clone(),
             config.health_interval,
             shutdown.clone(),
         ));
     }
     tracing::info!(
-        default = %urls[0], fallback = %urls[1],
+        default = %config.urls[0], fallback = %config.urls[1],
         "worker ready"
     );
     // The api connections are served on a thread of their own, so that accepting a
