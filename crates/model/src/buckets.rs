@@ -40,6 +40,11 @@ impl Default for BucketTree {
 }
 
 impl BucketTree {
+    /// Buckets held.
+    pub(crate) fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
     fn next_prio(&mut self) -> u32 {
         let mut x = self.rng;
         x ^= x << 13;

@@ -184,6 +184,11 @@ impl SummaryStore {
             .flat_map(move |p| self.by_ms[p.index()].iter().map(move |(ms, t)| (p, ms, t)))
     }
 
+    /// Buckets held, both processors.
+    pub fn bucket_count(&self) -> usize {
+        self.by_ms.iter().map(|t| t.len()).sum()
+    }
+
     /// Adds a bucket read back from a snapshot.
     pub fn restore_bucket(&mut self, processor: Processor, ms: i64, totals: Totals) {
         let i = processor.index();

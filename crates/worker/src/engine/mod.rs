@@ -24,7 +24,7 @@ mod view;
 
 pub use config::EngineConfig;
 pub use outcome::{Action, AttemptId, Effect, LookupResult, SendResult, StoredCopy};
-pub use restore::Snapshot;
+pub use restore::{Snapshot, SnapshotSize};
 pub use route::{default_state, hold_for, route, DefaultState, Route};
 pub use view::{HealthReport, ProcessorView};
 

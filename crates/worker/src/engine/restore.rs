@@ -3,37 +3,76 @@
 
 use super::*;
 
-/// A view of the engine's durable state, for log compaction.
-pub struct Snapshot<'a> {
-    engine: &'a Engine,
+/// The engine's durable state, copied out for log compaction: read under the engine's
+/// lock into buffers allocated (and their pages touched) before it was taken, so the
+/// lock is held only for a pass over the tables; turned into records afterwards.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    buckets: Vec<(Processor, i64, model::Totals)>,
+    done: Vec<(Uuid, Cents)>,
+    parked: Vec<(Uuid, Parked)>,
+    /// (acceptance order, id, amount, timestamp per processor) of every pending payment.
+    pending: Vec<(u64, Uuid, Cents, [Option<Micros>; 2])>,
 }
 
-impl Snapshot<'_> {
+/// How big a [`Snapshot`] of the engine is now (read under its lock, cheaply).
+#[derive(Debug, Clone, Copy)]
+pub struct SnapshotSize {
+    buckets: usize,
+    known: usize,
+    parked: usize,
+    pending: usize,
+}
+
+/// An empty vector with room for `n` more than `n / 8` and its pages touched, so that
+/// filling it under a lock takes no page faults.
+fn touched<T: Clone>(n: usize, filler: T) -> Vec<T> {
+    let mut v = vec![filler; n + n / 8 + 64];
+    v.clear();
+    v
+}
+
+impl Snapshot {
+    /// Buffers for a snapshot of (about) `size`, allocated and touched: call it
+    /// without the engine's lock.
+    pub fn with_room(size: SnapshotSize) -> Snapshot {
+        let (id, cents) = (Uuid::from_u128(1), Cents(1));
+        let parked = Parked {
+            amount: cents,
+            processor: Processor::Default,
+        };
+        Snapshot {
+            buckets: touched(
+                size.buckets,
+                (Processor::Default, 1, model::Totals::default()),
+            ),
+            done: touched(size.known, (id, cents)),
+            parked: touched(size.parked, (id, parked)),
+            pending: touched(size.pending, (1, id, cents, [None, None])),
+        }
+    }
+
     pub fn buckets(&self) -> impl Iterator<Item = (Processor, i64, model::Totals)> + '_ {
-        self.engine.summary.buckets()
+        self.buckets.iter().copied()
     }
 
     /// Every finished payment still remembered, recorded or parked.
     pub fn done_ids(&self) -> impl Iterator<Item = (&Uuid, Cents)> + '_ {
-        self.engine
-            .known
-            .iter()
-            .filter(|(id, k)| !k.is_pending() && !self.engine.parked.contains_key(id))
-            .map(|(id, k)| (id, k.amount()))
+        self.done.iter().map(|(id, amount)| (id, *amount))
     }
 
     /// (id, amount, timestamp per processor) of every pending payment.
     /// In the order they were accepted, so a restart keeps the queue's order.
-    pub fn pending(&self) -> impl Iterator<Item = (Uuid, Cents, [Option<Micros>; 2])> + '_ {
-        let mut all: Vec<(&Uuid, &Entry)> = self.engine.pending.iter().collect();
-        all.sort_unstable_by_key(|(_, e)| e.seq);
-        all.into_iter()
-            .map(|(id, e)| (*id, e.amount, e.at.map(|a| a.requested_at)))
+    pub fn pending(&mut self) -> impl Iterator<Item = (Uuid, Cents, [Option<Micros>; 2])> + '_ {
+        self.pending.sort_unstable_by_key(|p| p.0);
+        self.pending
+            .iter()
+            .map(|&(_, id, amount, at)| (id, amount, at))
     }
 
     /// Every parked payment.
     pub fn parked(&self) -> impl Iterator<Item = (Uuid, Parked)> + '_ {
-        self.engine.parked.iter().map(|(id, p)| (*id, *p))
+        self.parked.iter().copied()
     }
 }
 
@@ -115,10 +154,44 @@ impl Engine {
         self.counters.processed[p.index()] += totals.count;
     }
 
+    /// How big a snapshot would be now: to allocate its buffers without the lock.
+    pub fn snapshot_size(&self) -> SnapshotSize {
+        SnapshotSize {
+            buckets: self.summary.bucket_count(),
+            known: self.known.len(),
+            parked: self.parked.len(),
+            pending: self.pending.len(),
+        }
+    }
+
     /// What a snapshot must hold: the summary's buckets, the ids that are finished,
     /// each pending payment with the timestamps it may have been sent with, and the
-    /// parked ones.
-    pub fn snapshot(&self) -> Snapshot<'_> {
-        Snapshot { engine: self }
+    /// parked ones. Into `snap`'s buffers (see [`Snapshot::with_room`]).
+    pub fn snapshot_into(&self, snap: &mut Snapshot) {
+        snap.buckets.clear();
+        snap.buckets.extend(self.summary.buckets());
+        snap.done.clear();
+        snap.done.extend(
+            self.known
+                .iter()
+                .filter(|(id, k)| !k.is_pending() && !self.parked.contains_key(id))
+                .map(|(id, k)| (*id, k.amount())),
+        );
+        snap.parked.clear();
+        snap.parked
+            .extend(self.parked.iter().map(|(id, p)| (*id, *p)));
+        snap.pending.clear();
+        snap.pending.extend(
+            self.pending
+                .iter()
+                .map(|(id, e)| (e.seq, *id, e.amount, e.at.map(|a| a.requested_at))),
+        );
+    }
+
+    /// A snapshot, allocated and read in one go (tests, and the simulation).
+    pub fn snapshot(&self) -> Snapshot {
+        let mut snap = Snapshot::with_room(self.snapshot_size());
+        self.snapshot_into(&mut snap);
+        snap
     }
 }

@@ -5,7 +5,7 @@
 use super::{Clock, Ledger, LedgerError};
 use crate::config::AckAfter;
 use crate::core::{Core, JournalHealth};
-use crate::engine::{Action, AttemptId, Engine, HealthReport, LookupResult, SendResult};
+use crate::engine::{Action, AttemptId, Engine, HealthReport, LookupResult, SendResult, Snapshot};
 use crate::log::{Compaction, PaymentLog, SyncHandle};
 use ipc::SubmitStatus;
 use model::metrics::Exposition;
@@ -38,7 +38,7 @@ impl FileLedger {
     fn core(&self) -> MutexGuard<'_, Core<Option<PaymentLog>>> {
         // A panic while holding the lock aborts the process (panic = "abort" in
         // release builds); in tests, recover the guard rather than cascade.
-        self.core.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.core)
     }
 
     /// Syncs the payment log on a blocking thread, outside the engine's lock.
@@ -51,31 +51,52 @@ impl FileLedger {
             .unwrap_or_else(|e| Err(std::io::Error::other(e)))
     }
 
-    /// Steps 2 and 3 of a compaction (step 1 was taken under the lock): the snapshot
-    /// is written and synced on a blocking thread, then swapped in.
-    async fn compact(core: Arc<Mutex<Core<Option<PaymentLog>>>>, job: Compaction) {
+    /// Steps 2 to 4 of a compaction (step 1 was taken under the lock): the snapshot
+    /// is written and synced on a blocking thread, then the tail written meanwhile is
+    /// copied and synced there too (the lock taken only to see where it ends); last,
+    /// under the lock, the few records written since are copied and the new log swapped
+    /// in.
+    async fn compact(core: Arc<Mutex<Core<Option<PaymentLog>>>>, mut job: Compaction) {
+        let shared = core.clone();
         let written = tokio::task::spawn_blocking(move || {
-            let r = job.write_snapshot();
+            let r = job.write_snapshot().and_then(|()| {
+                if let Some(log) = lock(&shared).journal.as_ref() {
+                    log.mark_tail(&mut job);
+                }
+                job.copy_tail()
+            });
             (job, r)
         })
         .await;
-        let mut c = core.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(log) = c.journal.as_mut() else {
-            return;
-        };
-        match written {
-            Ok((job, Ok(()))) => {
-                if let Err(e) = log.finish_compaction(job) {
-                    tracing::error!("payment log compaction failed: {e}");
+        let retired = {
+            let mut c = lock(&core);
+            let Some(log) = c.journal.as_mut() else {
+                return;
+            };
+            match written {
+                Ok((job, Ok(()))) => {
+                    if let Err(e) = log.finish_compaction(job) {
+                        tracing::error!("payment log compaction failed: {e}");
+                    }
                 }
+                Ok((job, Err(e))) => {
+                    tracing::error!("payment log compaction failed writing its snapshot: {e}");
+                    log.abort_compaction(job);
+                }
+                Err(e) => tracing::error!("payment log compaction task failed: {e}"),
             }
-            Ok((job, Err(e))) => {
-                tracing::error!("payment log compaction failed writing its snapshot: {e}");
-                log.abort_compaction(job);
-            }
-            Err(e) => tracing::error!("payment log compaction task failed: {e}"),
-        }
+            log.take_retired()
+        };
+        // Closing the old log frees its blocks: not under the lock, not on this thread.
+        let _ = tokio::task::spawn_blocking(move || drop(retired)).await;
     }
+}
+
+/// The core's lock, recovered if a panic poisoned it (see [`FileLedger::core`]).
+fn lock(
+    core: &Mutex<Core<Option<PaymentLog>>>,
+) -> std::sync::MutexGuard<'_, Core<Option<PaymentLog>>> {
+    core.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Ledger for FileLedger {
@@ -159,18 +180,33 @@ impl Ledger for FileLedger {
     }
 
     async fn upkeep(&self) -> bool {
-        let job = {
+        let size = {
             let mut guard = self.core();
             let c = &mut *guard;
             // Outcomes of an idle dispatcher reach the disk within one upkeep.
             let _ = c.flush();
-            match c.journal.as_mut() {
-                Some(log) if log.wants_compaction() => Some(log.begin_compaction(&c.engine)),
-                _ => None,
+            match c.journal.as_ref() {
+                Some(log) if log.wants_compaction() => c.engine.snapshot_size(),
+                _ => return false,
             }
         };
-        if let Some(job) = job {
-            tokio::spawn(Self::compact(self.core.clone(), job));
+        // The snapshot's memory is found and touched before the lock is taken again.
+        let Ok(room) = tokio::task::spawn_blocking(move || Snapshot::with_room(size)).await else {
+            return false;
+        };
+        let job = {
+            let mut guard = self.core();
+            let c = &mut *guard;
+            match c.journal.as_mut() {
+                Some(log) if log.wants_compaction() => log.begin_compaction(&c.engine, room),
+                _ => return false,
+            }
+        };
+        match job {
+            Ok(job) => {
+                tokio::spawn(Self::compact(self.core.clone(), job));
+            }
+            Err(e) => tracing::error!("payment log compaction could not begin: {e}"),
         }
         false
     }

@@ -29,7 +29,7 @@ mod sync;
 #[cfg(test)]
 mod tests;
 
-pub use file::{snapshot, Compaction, LogConfig, Opened, PaymentLog};
+pub use file::{snapshot, Compaction, Finished, LogConfig, Opened, PaymentLog};
 pub use record::{Record, RECORD};
 pub use replay::{parse, read_records, restore, CorruptLog, ReadEnd, Replay, Restored, Restorer};
 pub use sync::SyncHandle;

@@ -18,9 +18,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// The file syncs go to, and the directory to sync with the next one after a
+/// compaction renamed a new log into it.
+struct Target {
+    file: Option<File>,
+    dir: Option<File>,
+}
+
 /// What the sync thread, the handles and the log share.
 struct Shared {
-    file: Mutex<Option<File>>,
+    file: Mutex<Target>,
     /// Bumped after every write.
     written: AtomicU64,
     /// The `written` generation the last successful sync covered.
@@ -37,14 +44,19 @@ impl Shared {
         if self.synced.load(Ordering::Acquire) >= target {
             return Ok(());
         }
-        let guard = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.file.lock().unwrap_or_else(|e| e.into_inner());
         if self.synced.load(Ordering::Acquire) >= target {
             return Ok(()); // synced by whoever held the file meanwhile
         }
         let covers = self.written.load(Ordering::Acquire);
-        match guard.as_ref() {
+        match guard.file.as_ref() {
             Some(f) => f.sync_data()?,
             None => return Err(io::Error::other("the payment log is not open")),
+        }
+        if let Some(dir) = guard.dir.as_ref() {
+            // The rename that made this file the log, durable with its contents.
+            dir.sync_all()?;
+            guard.dir = None;
         }
         self.syncs.fetch_add(1, Ordering::Relaxed);
         self.synced.fetch_max(covers, Ordering::AcqRel);
@@ -81,7 +93,10 @@ impl Syncer {
     /// but [`SyncHandle::sync`] still works).
     pub(super) fn start(file: io::Result<File>, interval: Option<Duration>) -> Syncer {
         let shared = Arc::new(Shared {
-            file: Mutex::new(file.ok()),
+            file: Mutex::new(Target {
+                file: file.ok(),
+                dir: None,
+            }),
             written: AtomicU64::new(0),
             synced: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
@@ -97,13 +112,26 @@ impl Syncer {
         Syncer { shared, thread }
     }
 
-    /// Syncs this file from now on (after a compaction replaced the log with one
-    /// already synced).
-    pub(super) fn replace(&self, file: io::Result<File>) {
+    /// Swaps the file synced, with no sync running meanwhile: `swap` is handed the
+    /// write generation synced so far (nothing can add to it until it returns), renames
+    /// a new log in, and returns it and its directory; the next sync syncs both. What
+    /// was synced before stays counted as synced: `swap` must have made it as durable in
+    /// the new file. Returns the file replaced, for the caller to close where closing
+    /// it costs nothing that waits (the last close of a big unlinked file frees its
+    /// blocks: tens of milliseconds).
+    pub(super) fn swap(
+        &self,
+        swap: impl FnOnce(u64) -> io::Result<(File, File)>,
+    ) -> io::Result<Option<File>> {
         let mut g = self.shared.file.lock().unwrap_or_else(|e| e.into_inner());
-        *g = file.ok();
-        let w = self.shared.written.load(Ordering::Acquire);
-        self.shared.synced.fetch_max(w, Ordering::AcqRel);
+        let (file, dir) = swap(self.shared.synced.load(Ordering::Acquire))?;
+        g.dir = Some(dir);
+        Ok(g.file.replace(file))
+    }
+
+    /// The write generation now: bumped by every write.
+    pub(super) fn written(&self) -> u64 {
+        self.shared.written.load(Ordering::Acquire)
     }
 
     /// Records a write since the last sync.
@@ -213,5 +241,30 @@ mod tests {
         // 500 ms of writes, an interval of 50 ms: 10 syncs, one per interval (a late
         // wake-up makes fewer, never more; the first interval has one).
         assert!((1..=11).contains(&n), "{n} syncs in 500 ms");
+    }
+
+    #[test]
+    fn after_a_swap_the_next_sync_syncs_the_directory_too_and_only_that_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = File::create(dir.path().join("log")).unwrap();
+        let s = Syncer::start(Ok(file), None);
+        let h = s.handle();
+        let pending = || s.shared.file.lock().unwrap().dir.is_some();
+        let replacement = File::create(dir.path().join("new")).unwrap();
+        s.swap(|_| Ok((replacement, File::open(dir.path())?)))
+            .unwrap();
+        assert!(
+            pending(),
+            "the rename is not durable until the directory is synced"
+        );
+        h.sync().unwrap();
+        assert!(
+            pending(),
+            "nothing written since: no sync, the old file stands"
+        );
+        s.mark_dirty();
+        h.sync().unwrap();
+        assert!(!pending());
+        assert_eq!(h.syncs(), 1);
     }
 }
