@@ -330,16 +330,7 @@ fn compaction_is_triggered_by_the_growth_since_the_last_snapshot() {
     let mut old_rule_would_fire = 0;
     for n in 0..3_000u128 {
         let mut c = crate::core::Core::new(e, log);
-        let now = Mono(n as i64 * 1000);
-        c.submit(id(n), Cents(10), now);
-        let mut actions = Vec::new();
-        c.take_actions(now, Micros(1_700_000_000_000_000 + now.0), 10, &mut actions);
-        for a in actions {
-            if let Action::Send { attempt, .. } = a {
-                c.on_send_result(attempt, SendResult::Stored, now);
-            }
-        }
-        c.flush().unwrap();
+        finish_one(&mut c, n);
         e = c.engine;
         log = c.journal;
         // The old rule, for comparison: more than twice the live payments.
@@ -388,21 +379,26 @@ fn a_purge_during_a_compaction_abandons_it() {
     assert_eq!(opened.records, 0, "the purged payment must not come back");
 }
 
+/// Payment `n` accepted, sent, stored and its outcome written.
+fn finish_one(c: &mut crate::core::Core<PaymentLog>, n: u128) {
+    let now = Mono(n as i64 * 1000);
+    c.submit(id(n), Cents(10), now);
+    let mut actions = Vec::new();
+    c.take_actions(now, Micros(1_700_000_000_000_000 + now.0), 10, &mut actions);
+    for a in actions {
+        if let Action::Send { attempt, .. } = a {
+            c.on_send_result(attempt, SendResult::Stored, now);
+        }
+    }
+    c.flush().unwrap();
+}
+
 /// A log of `n` finished payments, and the engine that wrote it.
 fn finished_payments(cfg: &LogConfig, n: u128) -> (PaymentLog, Engine) {
     let (log, _) = open(cfg);
     let mut c = crate::core::Core::new(Engine::new(EngineConfig::default()), log);
     for k in 0..n {
-        let now = Mono(k as i64 * 1000);
-        c.submit(id(k), Cents(10), now);
-        let mut actions = Vec::new();
-        c.take_actions(now, Micros(1_700_000_000_000_000 + now.0), 10, &mut actions);
-        for a in actions {
-            if let Action::Send { attempt, .. } = a {
-                c.on_send_result(attempt, SendResult::Stored, now);
-            }
-        }
-        c.flush().unwrap();
+        finish_one(&mut c, k);
     }
     (c.journal, c.engine)
 }
@@ -415,27 +411,43 @@ fn accept(log: &mut PaymentLog, k: u128) {
     log.write().unwrap();
 }
 
+/// A log's settings in `dir`, with no sync thread: syncs only when asked.
+fn without_sync_thread(dir: &tempfile::TempDir) -> LogConfig {
+    LogConfig {
+        sync_interval: None,
+        ..LogConfig::new(dir.path().to_path_buf())
+    }
+}
+
+/// Steps 1 to 3 of a compaction of `log`, with `during_step_2` written meanwhile.
+fn through_step_3(
+    log: &mut PaymentLog,
+    e: &Engine,
+    during_step_2: impl FnOnce(&mut PaymentLog),
+) -> Compaction {
+    let mut job = log
+        .begin_compaction(e, crate::engine::Snapshot::default())
+        .unwrap();
+    during_step_2(log);
+    job.write_snapshot().unwrap();
+    log.mark_tail(&mut job);
+    job.copy_tail().unwrap();
+    job
+}
+
 #[test]
 fn a_compaction_copies_under_the_lock_only_what_was_written_after_its_tail_copy() {
     // At ten times the preview a compaction held the engine's lock 14 ms for its
     // snapshot and 22-28 ms for its swap (the whole tail copied and synced, then the
     // directory synced, under the lock): every api request waited that long.
     let dir = tempfile::tempdir().unwrap();
-    let cfg = LogConfig {
-        sync_interval: None,
-        compact_min_records: 0,
-        ..LogConfig::new(dir.path().to_path_buf())
-    };
+    let cfg = without_sync_thread(&dir);
     let (mut log, e) = finished_payments(&cfg, 50);
-    let mut job = log
-        .begin_compaction(&e, crate::engine::Snapshot::default())
-        .unwrap();
-    for k in 100..130 {
-        accept(&mut log, k); // written during step 2
-    }
-    job.write_snapshot().unwrap();
-    log.mark_tail(&mut job);
-    job.copy_tail().unwrap();
+    let job = through_step_3(&mut log, &e, |log| {
+        for k in 100..130 {
+            accept(log, k);
+        }
+    });
     for k in 200..202 {
         accept(&mut log, k); // during step 3's copy
     }
@@ -463,29 +475,17 @@ fn a_compaction_copies_under_the_lock_only_what_was_written_after_its_tail_copy(
 #[test]
 fn records_a_sync_promised_after_the_tail_copy_are_synced_before_the_swap() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = LogConfig {
-        sync_interval: None,
-        compact_min_records: 0,
-        ..LogConfig::new(dir.path().to_path_buf())
-    };
+    let cfg = without_sync_thread(&dir);
     let (mut log, e) = finished_payments(&cfg, 20);
-    let mut job = log
-        .begin_compaction(&e, crate::engine::Snapshot::default())
-        .unwrap();
-    job.write_snapshot().unwrap();
-    log.mark_tail(&mut job);
-    job.copy_tail().unwrap();
+    let job = through_step_3(&mut log, &e, |_| {});
     accept(&mut log, 100);
     // As the dispatcher does before a send leaves: this record is now promised durable.
     log.sync_handle().sync().unwrap();
-    let done = log.finish_compaction(job).unwrap();
-    assert_eq!(
-        done,
-        Finished {
-            copied_records: 1,
-            synced: true
-        }
-    );
+    let one_synced = Finished {
+        copied_records: 1,
+        synced: true,
+    };
+    assert_eq!(log.finish_compaction(job).unwrap(), one_synced);
     // Without step 3, the whole tail is copied and synced under the lock, as before.
     let dir = tempfile::tempdir().unwrap();
     let cfg = LogConfig::new(dir.path().to_path_buf());
@@ -495,12 +495,5 @@ fn records_a_sync_promised_after_the_tail_copy_are_synced_before_the_swap() {
         .unwrap();
     accept(&mut log, 400);
     job.write_snapshot().unwrap();
-    let done = log.finish_compaction(job).unwrap();
-    assert_eq!(
-        done,
-        Finished {
-            copied_records: 1,
-            synced: true
-        }
-    );
+    assert_eq!(log.finish_compaction(job).unwrap(), one_synced);
 }
