@@ -230,7 +230,11 @@ impl PaymentLog {
 
     /// Step 3 of 4, under the engine's lock and at once: where the tail to copy without
     /// the lock (step 3's second half, [`Compaction::copy_tail`]) ends now.
+    /// After a purge there is no tail: the compaction will be abandoned in step 4.
     pub fn mark_tail(&self, job: &mut Compaction) {
+        if job.generation != self.generation {
+            return;
+        }
         job.copied_target = self.len;
         job.written_at_copy = Some(self.syncer.written());
     }

@@ -361,22 +361,25 @@ fn a_purge_during_a_compaction_abandons_it() {
     };
     let (mut log, _) = open(&cfg);
     let mut e = Engine::new(EngineConfig::default());
-    e.submit(id(1), Cents(1), Mono(0));
-    log.append(&Record::Accepted {
-        id: id(1),
-        amount: Cents(1),
-    });
-    log.write().unwrap();
+    for k in [1, 2] {
+        e.submit(id(k), Cents(1), Mono(0));
+        accept(&mut log, k);
+    }
     let mut job = log
         .begin_compaction(&e, crate::engine::Snapshot::default())
         .unwrap();
     job.write_snapshot().unwrap();
     log.clear().unwrap();
     e.purge(Mono(0));
+    // Accepted after the purge: the log is now shorter than where the snapshot was cut
+    // (step 3 computed a negative tail from that, and panicked).
+    accept(&mut log, 3);
+    log.mark_tail(&mut job);
+    job.copy_tail().unwrap();
     log.finish_compaction(job).unwrap();
     drop(log);
     let (_, opened) = open(&cfg);
-    assert_eq!(opened.records, 0, "the purged payment must not come back");
+    assert_eq!(opened.records, 1, "the purged payments must not come back");
 }
 
 /// Payment `n` accepted, sent, stored and its outcome written.
@@ -496,4 +499,93 @@ fn records_a_sync_promised_after_the_tail_copy_are_synced_before_the_swap() {
     accept(&mut log, 400);
     job.write_snapshot().unwrap();
     assert_eq!(log.finish_compaction(job).unwrap(), one_synced);
+}
+
+/// What a test does next to the log while a compaction may be under way.
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    Accept,
+    Sync,
+    Purge,
+    /// The compaction's next step (starting one when none is under way).
+    Step,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => Just(Op::Accept),
+        1 => Just(Op::Sync),
+        1 => Just(Op::Purge),
+        3 => Just(Op::Step),
+    ]
+}
+
+/// A compaction between its steps, as the worker runs it.
+enum Stage {
+    Begun(Compaction),
+    Written(Compaction),
+    TailCopied(Compaction),
+}
+
+/// Runs the compaction's next step; `None` once it is finished.
+fn step(log: &mut PaymentLog, e: &Engine, stage: Option<Stage>) -> Option<Stage> {
+    match stage {
+        None => Some(Stage::Begun(
+            log.begin_compaction(e, crate::engine::Snapshot::default())
+                .unwrap(),
+        )),
+        Some(Stage::Begun(mut job)) => {
+            job.write_snapshot().unwrap();
+            Some(Stage::Written(job))
+        }
+        Some(Stage::Written(mut job)) => {
+            log.mark_tail(&mut job);
+            job.copy_tail().unwrap();
+            Some(Stage::TailCopied(job))
+        }
+        Some(Stage::TailCopied(job)) => {
+            log.finish_compaction(job).unwrap();
+            None
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Whatever happens between a compaction's steps (accepts, syncs, purges), the log
+    /// reopened holds exactly the payments accepted since the last purge.
+    #[test]
+    fn a_compaction_interleaved_with_anything_keeps_the_log_whole(
+        ops in proptest::collection::vec(op(), 1..120)
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = without_sync_thread(&dir);
+        let (mut log, _) = open(&cfg);
+        let mut e = Engine::new(EngineConfig::default());
+        let (mut stage, mut next, mut live) = (None, 0u128, 0u64);
+        for op in ops {
+            match op {
+                Op::Accept => {
+                    e.submit(id(next), Cents(1), Mono(0));
+                    accept(&mut log, next);
+                    next += 1;
+                    live += 1;
+                }
+                Op::Sync => log.sync_handle().sync().unwrap(),
+                Op::Purge => {
+                    log.clear().unwrap();
+                    e.purge(Mono(0));
+                    live = 0;
+                }
+                Op::Step => stage = step(&mut log, &e, stage),
+            }
+        }
+        while stage.is_some() {
+            stage = step(&mut log, &e, stage);
+        }
+        drop(log);
+        let (_, opened) = open(&cfg);
+        prop_assert_eq!(opened.restored.pending, live);
+    }
 }
