@@ -406,15 +406,6 @@ impl Compaction {
         self.copied = self.copied_target;
         Ok(())
     }
-
-    /// Bytes of the snapshot (after step 2).
-    pub fn len(&self) -> u64 {
-        self.snapshot_len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.snapshot_len == 0
-    }
 }
 
 /// The engine's state as log records, handed to `each` (see [`snapshot_records`]).

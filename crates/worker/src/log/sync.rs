@@ -27,7 +27,7 @@ struct Target {
 
 /// What the sync thread, the handles and the log share.
 struct Shared {
-    file: Mutex<Target>,
+    target: Mutex<Target>,
     /// Bumped after every write.
     written: AtomicU64,
     /// The `written` generation the last successful sync covered.
@@ -40,12 +40,12 @@ struct Shared {
 impl Shared {
     /// Makes every write so far durable, unless a sync already did.
     fn sync(&self) -> io::Result<()> {
-        let target = self.written.load(Ordering::Acquire);
-        if self.synced.load(Ordering::Acquire) >= target {
+        let wanted = self.written.load(Ordering::Acquire);
+        if self.synced.load(Ordering::Acquire) >= wanted {
             return Ok(());
         }
-        let mut guard = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        if self.synced.load(Ordering::Acquire) >= target {
+        let mut guard = self.target.lock().unwrap_or_else(|e| e.into_inner());
+        if self.synced.load(Ordering::Acquire) >= wanted {
             return Ok(()); // synced by whoever held the file meanwhile
         }
         let covers = self.written.load(Ordering::Acquire);
@@ -93,7 +93,7 @@ impl Syncer {
     /// but [`SyncHandle::sync`] still works).
     pub(super) fn start(file: io::Result<File>, interval: Option<Duration>) -> Syncer {
         let shared = Arc::new(Shared {
-            file: Mutex::new(Target {
+            target: Mutex::new(Target {
                 file: file.ok(),
                 dir: None,
             }),
@@ -123,7 +123,7 @@ impl Syncer {
         &self,
         swap: impl FnOnce(u64) -> io::Result<(File, File)>,
     ) -> io::Result<Option<File>> {
-        let mut g = self.shared.file.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = self.shared.target.lock().unwrap_or_else(|e| e.into_inner());
         let (file, dir) = swap(self.shared.synced.load(Ordering::Acquire))?;
         g.dir = Some(dir);
         Ok(g.file.replace(file))
@@ -249,7 +249,7 @@ mod tests {
         let file = File::create(dir.path().join("log")).unwrap();
         let s = Syncer::start(Ok(file), None);
         let h = s.handle();
-        let pending = || s.shared.file.lock().unwrap().dir.is_some();
+        let pending = || s.shared.target.lock().unwrap().dir.is_some();
         let replacement = File::create(dir.path().join("new")).unwrap();
         s.swap(|_| Ok((replacement, File::open(dir.path())?)))
             .unwrap();
