@@ -264,7 +264,12 @@ impl<'s, S: Socket, H: Handler> Conn<'s, S, H> {
             debug_assert!(self.rbuf.len() < self.rbuf.capacity());
             match self.io.try_read_buf(&mut self.rbuf) {
                 Ok(0) => return Fill::Closed,
-                Ok(_) => return Fill::Read,
+                Ok(_) => {
+                    if self.rbuf.len() < self.rbuf.capacity() {
+                        self.io.drained();
+                    }
+                    return Fill::Read;
+                }
                 // A readiness event with nothing to read: wait again, holding nothing.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if self.rbuf.is_empty() {

@@ -27,12 +27,14 @@ pub mod memory;
 pub mod request;
 pub mod response;
 mod server;
+pub mod unix;
 
 pub use listen::{prepare_unix_path, ListenAddr, Listener};
 pub use request::Request;
 pub use response::{empty, error, json, json_string, with_type, Body, Response};
 pub use server::{serve, Handler, Refusal, ServeLimits, Server, ServerStats};
 pub use tokio_util::sync::CancellationToken;
+pub use unix::UnixConn;
 
 use std::fmt;
 use std::io;

@@ -2,6 +2,7 @@
 //! `SO_REUSEPORT` when processes share a port), accepting, and the two kinds of stream
 //! the HTTP server reads and writes.
 
+use crate::UnixConn;
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -9,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use tokio::io::AsyncWrite;
-use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::net::{TcpListener, TcpStream, UnixListener};
 
 /// Where a server listens: `HOST:PORT`, `:PORT` (all interfaces) or `unix:PATH`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,7 +141,9 @@ fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
 /// An accepted connection.
 pub(crate) enum Stream {
     Tcp(TcpStream),
-    Unix(UnixStream),
+    /// Registered for reading only: the load balancer reading an answer does not wake
+    /// this thread ([`UnixConn`]).
+    Unix(UnixConn),
 }
 
 impl Listener {
@@ -152,7 +155,7 @@ impl Listener {
                 s.set_nodelay(true)?;
                 Ok(Stream::Tcp(s))
             }
-            Listener::Unix(l, _) => Ok(Stream::Unix(l.accept().await?.0)),
+            Listener::Unix(l, _) => Ok(Stream::Unix(UnixConn::new(l.accept().await?.0)?)),
         }
     }
 }
@@ -164,6 +167,10 @@ pub(crate) trait Socket: AsyncWrite + Unpin + Send + 'static {
     /// Reads what is there into `buf`'s spare capacity (which must not be empty).
     fn try_read_buf(&self, buf: &mut Vec<u8>) -> io::Result<usize>;
     fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
+    /// After a read that took less than it had room for (the socket is empty): forgets
+    /// the socket's readiness, so the next wait waits for new bytes instead of trying a
+    /// read that would only say "would block". The closed flags are kept.
+    fn drained(&self);
 }
 
 macro_rules! socket {
@@ -178,9 +185,13 @@ macro_rules! socket {
             fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
                 <$t>::try_write(self, buf)
             }
+            fn drained(&self) {
+                let would_block = || Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock));
+                let _ = <$t>::try_io(self, tokio::io::Interest::READABLE, would_block);
+            }
         }
     };
 }
 
 socket!(TcpStream);
-socket!(UnixStream);
+socket!(UnixConn);

@@ -6,9 +6,10 @@ use crate::observe;
 use crate::state::WorkerState;
 use ipc::{Connection, Reply, Request, SubmitStatus};
 use netio::CancellationToken;
+use netio::UnixConn;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::net::{TcpListener, TcpStream, UnixListener};
 
 /// Where the worker listens for api connections: a Unix socket (api and worker on one
 /// host) or TCP (workers on other hosts).
@@ -89,13 +90,13 @@ pub(crate) fn spawn_ipc_thread<L: Ledger>(
 }
 
 enum Stream {
-    Unix(UnixStream),
+    Unix(UnixConn),
     Tcp(TcpStream),
 }
 
 async fn accept(l: &IpcListener) -> std::io::Result<Stream> {
     Ok(match l {
-        IpcListener::Unix(l) => Stream::Unix(l.accept().await?.0),
+        IpcListener::Unix(l) => Stream::Unix(UnixConn::new(l.accept().await?.0)?),
         IpcListener::Tcp(l) => {
             let (s, _) = l.accept().await?;
             // Replies are a few bytes: Nagle would hold them back.
