@@ -148,10 +148,11 @@ fn voluntary_switches(task: &std::path::Path) -> u64 {
 #[test]
 fn the_peer_reading_what_was_sent_does_not_wake_the_sender() {
     // The kernel behaviour this works around, seen first: with tokio's registration
-    // (readable and writable) nearly every read by the peer wakes the idle writer.
+    // (readable and writable) nearly every read by the peer wakes the idle writer (half
+    // at least, should a loaded machine merge some wake-ups).
     let tokio = peer_reads_wake_the_writer(Registration::Tokio);
     assert!(
-        tokio >= 30,
+        tokio >= 20,
         "tokio's UnixStream woke {tokio} times for 40 reads"
     );
     let read_only = peer_reads_wake_the_writer(Registration::ReadOnly);
