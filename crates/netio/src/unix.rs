@@ -71,9 +71,11 @@ impl UnixConn {
     }
 
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.io.try_io(Interest::READABLE, |s| (&*s).read(buf)) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => self.try_read(buf),
-            r => r,
+        loop {
+            match self.io.try_io(Interest::READABLE, |s| (&*s).read(buf)) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => return r,
+            }
         }
     }
 

@@ -95,21 +95,10 @@ fn peer_reads_wake_the_writer(registration: Registration) -> u64 {
             tid_tx
                 .send(std::fs::read_link("/proc/thread-self").unwrap())
                 .unwrap();
-            let mut one = [0u8; 1];
             match registration {
-                Registration::Tokio => {
-                    let mut s = ours;
-                    for _ in 0..MESSAGES {
-                        s.write_all(b"0123456789").await.unwrap();
-                    }
-                    s.read_exact(&mut one).await.unwrap();
-                }
+                Registration::Tokio => write_then_wait(ours, MESSAGES).await,
                 Registration::ReadOnly => {
-                    let mut s = UnixConn::new(ours).unwrap();
-                    for _ in 0..MESSAGES {
-                        s.write_all(b"0123456789").await.unwrap();
-                    }
-                    s.read_exact(&mut one).await.unwrap();
+                    write_then_wait(UnixConn::new(ours).unwrap(), MESSAGES).await;
                 }
             }
         })
@@ -132,6 +121,18 @@ fn peer_reads_wake_the_writer(registration: Registration) -> u64 {
     theirs.write_all(b"x").unwrap();
     writer.join().unwrap();
     after - before
+}
+
+/// Writes `messages` messages of ten bytes, then waits (idle) for one byte back.
+async fn write_then_wait<S>(mut s: S, messages: usize)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    for _ in 0..messages {
+        s.write_all(b"0123456789").await.unwrap();
+    }
+    let mut one = [0u8; 1];
+    s.read_exact(&mut one).await.unwrap();
 }
 
 fn voluntary_switches(task: &std::path::Path) -> u64 {
