@@ -183,7 +183,8 @@ pub struct Args {
     /// Also run the same test against the floor, a backend that does nothing (nginx,
     /// started by the bench, answering at once), and report the p99 and the CPU per
     /// accepted payment as ratios to it. Needs nginx installed
-    /// (scripts/install-deps.sh). The floor's own files go to floor/ under --out.
+    /// (scripts/install-deps.sh). Each run is paired with a floor run just before it,
+    /// whose files go to floor/ beside the run's (run-K/floor/ with --runs).
     #[arg(long, env = "PAYROUTE_BENCH_FLOOR")]
     pub floor: bool,
 

@@ -237,9 +237,11 @@ impl Session {
     }
 
     /// `--runs` runs of `plan`, named `name` (the scenario, and the rung in a ladder),
-    /// with `workers` workers, their files in `out` (`run-K/` for several); first, with
-    /// `--floor`, the floor's run of the same plan (in `out/floor/`), which every run is
-    /// compared with.
+    /// with `workers` workers, their files in `out` (`run-K/` for several). With
+    /// `--floor`, each run is preceded by the floor's run of the same plan (in the run's
+    /// own directory, `floor/`) and compared with that one: the floor's p99 moves between
+    /// runs as much as the backend's on a shared machine, so each ratio is a pair's, and
+    /// the summary's is the median of the pairs'.
     async fn scenario(
         &self,
         plan: &Plan,
@@ -248,10 +250,6 @@ impl Session {
         workers: usize,
     ) -> anyhow::Result<ScenarioRuns> {
         let (args, scenario) = (&self.args, plan.scenario);
-        let floor = match &self.nginx {
-            Some(nginx) => Some(self.floor(plan, nginx, &out.join("floor")).await?),
-            None => None,
-        };
         let mut done = ScenarioRuns {
             figures: Vec::new(),
             limits: String::new(),
@@ -265,6 +263,10 @@ impl Session {
                 (out.join(format!("run-{k}")), label)
             };
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            let floor = match &self.nginx {
+                Some(nginx) => Some(self.floor(plan, nginx, &dir.join("floor")).await?),
+                None => None,
+            };
             let backend = args
                 .backend
                 .clone()

@@ -111,6 +111,49 @@ fn the_floor_runs_beside_payroute_and_gives_ratios() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// With `--runs`, each run is paired with a floor run just before it (in its own
+/// `run-K/floor/`) and compared with that one: on a shared machine the floor's own p99
+/// moves between runs as much as the backend's, so a ratio is only worth its pair.
+#[test]
+fn with_runs_each_run_has_a_floor_of_its_own() {
+    if common::require_program("nginx").is_none() {
+        return;
+    }
+    let dir = common::test_dir("bench-floor-runs");
+    let o = bench(&dir, &["--scenario", "preview", "--floor", "--runs", "2"]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        stdout
+            .matches("floor (nginx answering at once, 10 VUs): p99 ")
+            .count(),
+        2,
+        "{}",
+        both(&o)
+    );
+    assert!(!dir.join("floor").exists(), "one floor for every run");
+    let mut ratios = Vec::new();
+    for k in 1..=2 {
+        let run = dir.join(format!("run-{k}"));
+        let floor = read_json(&run.join("floor/bench.json"));
+        let b = read_json(&run.join("bench.json"));
+        let paired = b["floor"]["floor"]["p99_unrounded_ms"].as_f64().unwrap();
+        assert_eq!(
+            floor["figures"]["p99_unrounded_ms"].as_f64(),
+            Some(paired),
+            "run {k} is compared with its own floor"
+        );
+        ratios.push(b["figures"]["p99_ratio"].as_f64().unwrap());
+    }
+    // The summary's ratio is the median of the pairs' ratios (of two: their mean).
+    let summary = read_json(&dir.join("runs-summary.json"));
+    let median = summary["figures"]["p99_ratio"]["median"].as_f64().unwrap();
+    assert!(
+        (median - (ratios[0] + ratios[1]) / 2.0).abs() < 1e-3,
+        "{summary}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn a_two_rung_ladder_writes_one_table() {
     let dir = common::test_dir("bench-ladder");

@@ -174,7 +174,7 @@ pub fn ladder_html(l: &Ladder) -> String {
         };
         let _ = write!(h, "<p{class}>{}</p>", esc(&n));
     }
-    h.push_str("<p>Each rung's own report: <code>rung-Nx/report.html</code> (and <code>rung-Nx/floor/</code> with --floor).</p></body></html>");
+    h.push_str("<p>Each rung's own report: <code>rung-Nx/report.html</code> (and, with --floor, the floor run each run is compared with in <code>floor/</code> beside it).</p></body></html>");
     h
 }
 
