@@ -553,6 +553,37 @@ fn a_truncated_body_gets_408_and_changes_nothing() {
     assert!(head.contains("\"field\":\"body\""), "{head}");
 }
 
+/// Sends `GET /health` on `s` and reads the one answer (head and `content-length`
+/// body), leaving the connection open; `None` if the server closed it instead.
+fn answered_once(mut s: std::net::TcpStream) -> Option<std::net::TcpStream> {
+    use std::io::{Read, Write};
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .ok()?;
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = s.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        got.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&got);
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length: usize = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            if got.len() >= end + 4 + length {
+                return Some(s);
+            }
+        }
+    }
+}
+
 #[test]
 fn slow_heads_huge_heads_and_too_many_connections_are_cut() {
     use std::io::{Read, Write};
@@ -598,10 +629,15 @@ fn slow_heads_huge_heads_and_too_many_connections_are_cut() {
         &answer[..answer.len().min(200)]
     );
 
-    // Two connections held open; a third is closed on arrival.
-    let a = connect();
-    let b = connect();
-    std::thread::sleep(Duration::from_millis(100));
+    // Two connections held open; a third is closed on arrival. Each of the two is
+    // answered once first, so both are known to be counted: the server keeps a
+    // connection it closed (the huge head's above) for up to a second of lingering,
+    // and a connect made meanwhile is refused in its place; so is one whose accept
+    // the server's thread, descheduled, takes after the lingering one's end. Either
+    // way the pair is tried again until both are in.
+    let (a, b) = wait_for(Duration::from_secs(5), "two connections held open", || {
+        Some((answered_once(connect())?, answered_once(connect())?))
+    });
     let c = connect();
     let mut c2 = c.try_clone().unwrap();
     let _ = c2.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
