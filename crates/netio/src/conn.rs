@@ -262,14 +262,9 @@ impl<'s, S: Socket, H: Handler> Conn<'s, S, H> {
                 self.rbuf = buffers::take();
             }
             debug_assert!(self.rbuf.len() < self.rbuf.capacity());
-            match self.io.try_read_buf(&mut self.rbuf) {
+            match self.io.read_draining(&mut self.rbuf) {
                 Ok(0) => return Fill::Closed,
-                Ok(_) => {
-                    if self.rbuf.len() < self.rbuf.capacity() {
-                        self.io.drained();
-                    }
-                    return Fill::Read;
-                }
+                Ok(_) => return Fill::Read,
                 // A readiness event with nothing to read: wait again, holding nothing.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if self.rbuf.is_empty() {

@@ -164,13 +164,15 @@ impl Listener {
 /// idle connection holds none), then reading what is there into one.
 pub(crate) trait Socket: AsyncWrite + Unpin + Send + 'static {
     fn readable(&self) -> impl Future<Output = io::Result<()>> + Send + '_;
-    /// Reads what is there into `buf`'s spare capacity (which must not be empty).
-    fn try_read_buf(&self, buf: &mut Vec<u8>) -> io::Result<usize>;
+    /// Reads what is there into `buf`'s spare capacity (which must not be empty). A
+    /// read that took less than there was room for also forgets the socket's readiness
+    /// (the socket is empty: the next wait waits for new bytes instead of trying a read
+    /// that would only say "would block"; the closed flags are kept). What it forgets
+    /// is the readiness seen before the read: bytes whose event the runtime's driver
+    /// records meanwhile, on another thread of a multi-threaded runtime, still end the
+    /// next wait.
+    fn read_draining(&self, buf: &mut Vec<u8>) -> io::Result<usize>;
     fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
-    /// After a read that took less than it had room for (the socket is empty): forgets
-    /// the socket's readiness, so the next wait waits for new bytes instead of trying a
-    /// read that would only say "would block". The closed flags are kept.
-    fn drained(&self);
 }
 
 macro_rules! socket {
@@ -179,15 +181,30 @@ macro_rules! socket {
             fn readable(&self) -> impl Future<Output = io::Result<()>> + Send + '_ {
                 <$t>::readable(self)
             }
-            fn try_read_buf(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
-                <$t>::try_read_buf(self, buf)
+            fn read_draining(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
+                let room = buf.capacity() - buf.len();
+                let mut read = None;
+                // `try_io` takes the readiness (and its tick) before calling the closure,
+                // and clears exactly that one when the closure says "would block": so a
+                // short read is reported as one, with its count kept aside. (Clearing
+                // with a second `try_io` after the read would take the readiness anew,
+                // and could forget an event recorded after the read.)
+                let r = <$t>::try_io(self, tokio::io::Interest::READABLE, || {
+                    let n = <$t>::try_read_buf(self, buf)?;
+                    read = Some(n);
+                    if n > 0 && n < room {
+                        Err(io::Error::from(io::ErrorKind::WouldBlock))
+                    } else {
+                        Ok(n)
+                    }
+                });
+                match read {
+                    Some(n) => Ok(n),
+                    None => r,
+                }
             }
             fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
                 <$t>::try_write(self, buf)
-            }
-            fn drained(&self) {
-                let would_block = || Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock));
-                let _ = <$t>::try_io(self, tokio::io::Interest::READABLE, would_block);
             }
         }
     };

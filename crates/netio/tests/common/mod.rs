@@ -39,7 +39,11 @@ impl TestServer {
     }
 
     pub fn with<H: Handler>(server: Server, handler: H) -> TestServer {
-        let rt = netio::single_thread_runtime().unwrap();
+        TestServer::on(netio::single_thread_runtime().unwrap(), server, handler)
+    }
+
+    /// [`TestServer::with`] on the runtime `rt` (the roles run on a single-threaded one).
+    pub fn on<H: Handler>(rt: tokio::runtime::Runtime, server: Server, handler: H) -> TestServer {
         let listener =
             rt.block_on(async { Listener::bind(&"127.0.0.1:0".parse().unwrap()).unwrap() });
         let ListenAddr::Tcp(addr) = listener.local_addr().unwrap() else {
